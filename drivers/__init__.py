@@ -1,0 +1,1 @@
+"""QCoDeS instrument drivers for labnr (installed as ``labnr.drivers``)."""

@@ -1,0 +1,128 @@
+"""The ``labnr`` command line.
+
+Subcommands
+-----------
+demo
+    Print the S-matrix of an ideal three-mode circulator and save a plot of
+    it versus frequency (the model in one screen).
+
+Later subcommands (``calibrate``, ``lock``, ``sim serve``) plug in here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from labnr import __version__
+
+
+def _format_matrix(S: np.ndarray, ports: Sequence[str]) -> str:
+    """|S_ij| in dB and arg S_ij in degrees, one row per output port."""
+    head = "out\\in " + "".join(f"{p:>22}" for p in ports)
+    rows = [head]
+    with np.errstate(divide="ignore"):
+        for i, out in enumerate(ports):
+            cells = "".join(
+                f"{20 * np.log10(abs(S[i, j])):>10.1f} dB {np.degrees(np.angle(S[i, j])):>6.1f}°"
+                if abs(S[i, j]) > 1e-12
+                else f"{'< -240 dB':>22}"
+                for j in range(len(ports))
+            )
+            rows.append(f"{out:>6} {cells}")
+    return "\n".join(rows)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Print and plot the S-matrix of the ideal three-mode circulator."""
+    from labnr.model import circulator3, isolation_db
+
+    kappa = args.kappa
+    net = circulator3(kappa)
+    ports = net.ports
+    S0 = net.scattering(0.0, nambu=False)
+    print(
+        f"Three-mode parametric circulator: kappa = {kappa / 1e6:g} MHz, |g| = kappa/2, "
+        "loop flux = pi/2"
+    )
+    print("S-matrix at band centre (|S| in dB, phase in degrees):")
+    print(_format_matrix(S0, ports))
+    offsets = np.linspace(-2 * kappa, 2 * kappa, 801)
+    S = net.scattering(offsets, nambu=False)
+    iso = isolation_db(S, ("b", "a"), ("a", "b"), ports=ports)
+    band = offsets[iso >= 20]
+    centre = float(isolation_db(S0, (1, 0), (0, 1)))
+    centre_txt = "> 200 dB (ideal)" if centre > 200 else f"{centre:.1f} dB"
+    print(
+        f"isolation a->b vs b->a at centre: {centre_txt}; "
+        f">= 20 dB over {(band.max() - band.min()) / 1e6:.2f} MHz"
+    )
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "circulator_smatrix.png"
+    _plot_smatrix(offsets, S, ports, path)
+    print(f"plot saved to {path}")
+    return 0
+
+
+def _plot_smatrix(offsets: np.ndarray, S: np.ndarray, ports: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(ports)
+    fig, axes = plt.subplots(n, n, figsize=(3.2 * n, 2.6 * n), sharex=True, sharey=True)
+    with np.errstate(divide="ignore"):
+        db = 20 * np.log10(np.maximum(np.abs(S), 1e-6))
+    for i in range(n):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.plot(offsets / 1e6, db[:, i, j])
+            ax.set_title(f"S({ports[i]}←{ports[j]})", fontsize=9)
+            ax.set_ylim(-60, 3)
+            ax.grid(alpha=0.3)
+            if i == n - 1:
+                ax.set_xlabel("offset from band centre (MHz)")
+            if j == 0:
+                ax.set_ylabel("|S| (dB)")
+    fig.suptitle("labnr.model: ideal three-mode circulator")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``labnr`` command."""
+    parser = argparse.ArgumentParser(
+        prog="labnr", description="Calibrate and lock nonreciprocal parametric devices."
+    )
+    parser.add_argument("--version", action="version", version=f"labnr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="print and plot an ideal circulator's S-matrix")
+    demo.add_argument(
+        "--kappa", type=float, default=20e6, help="mode linewidth in Hz (default 20e6)"
+    )
+    demo.add_argument(
+        "--output", default="demo_output", help="folder for the plot (default ./demo_output)"
+    )
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``labnr`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as exc:
+        print(f"labnr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
