@@ -6,7 +6,10 @@ demo
     Print the S-matrix of an ideal three-mode circulator and save a plot of
     it versus frequency (the model in one screen).
 
-Later subcommands (``calibrate``, ``lock``, ``sim serve``) plug in here.
+sim serve DEVICE
+    Serve a virtual lab (simulated device + emulated instruments on loopback).
+sim fault ADDRESS KIND [VALUE]
+    Inject a fault into a running emulated instrument.
 """
 
 from __future__ import annotations
@@ -111,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", default="demo_output", help="folder for the plot (default ./demo_output)"
     )
     demo.set_defaults(func=cmd_demo)
+    from labnr.sim.cli import add_parser as add_sim_parser
+
+    add_sim_parser(sub)
     return parser
 
 
