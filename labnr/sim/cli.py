@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="where to write the QCoDeS station YAML (default ./station_sim_live.yaml)",
     )
     serve.add_argument("--realtime", action="store_true", help="sleep for instrument operations")
+    serve.add_argument("--port-base", type=int, default=None,
+                       help="serve instruments on consecutive ports from this one, in the order "
+                       "vna, sources..., awg, flux (default: ephemeral ports)")
     serve.add_argument(
         "--duration",
         type=float,
@@ -46,6 +49,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     lab = VirtualLab(args.device, seed=args.seed, realtime=args.realtime)
+    ports = None
+    if args.port_base is not None:
+        ports = {name: args.port_base + k for k, name in enumerate(lab.instruments)}
+    lab.start(ports)
     with lab:
         station = lab.write_station_yaml(Path(args.station))
         print(f"virtual lab {lab.spec.name!r} (seed {args.seed}) serving on 127.0.0.1:")

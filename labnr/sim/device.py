@@ -165,54 +165,46 @@ class SimDevice:
         f_rx = np.asarray(request.receiver_frequencies, dtype=float)
         tol = 0.5 * request.if_bandwidth + 1e-3
         net_ports = config.network.ports
+        p = len(net_ports)
+        nambu = config.network.has_squeezing
         cache: dict[str, np.ndarray] = {}
+        lines = _LineCache(self, f_in, f_rx)
         out = {}
         for o_port, i_port in request.parameters:
             data = np.zeros(f_in.size, dtype=complex)
             mo, mi = self.port_mode.get(o_port), self.port_mode.get(i_port)
             if mo is not None and mi is not None:
-                if mi not in cache:
-                    cache[mi] = self._scatter(config, f_in - config.frames[mi], request)
-                S = cache[mi]
-                p = len(net_ports)
                 w = f_in - config.frames[mi]
-                col = net_ports.index(mi)
-                row = net_ports.index(mo)
+                if mi not in cache:
+                    cache[mi] = self._scatter(config, w, request, nambu)
+                S = cache[mi]
+                col, row = net_ports.index(mi), net_ports.index(mo)
                 direct = np.abs(f_rx - (config.frames[mo] + w)) <= tol
-                conj = np.abs(f_rx - (config.frames[mo] - w)) <= tol
                 data = np.where(direct, S[:, row, col], 0)
-                if S.shape[-1] == 2 * p:
+                if nambu:
+                    conj = np.abs(f_rx - (config.frames[mo] - w)) <= tol
                     data = np.where(~direct & conj, S[:, row + p, col], data)
-                data = (
-                    data
-                    * self._line(request, o_port, f_rx, "out")
-                    * self._line(request, i_port, f_in, "in")
-                )
+                data = data * lines.get(o_port, "out") * lines.get(i_port, "in")
             out[(o_port, i_port)] = data
         return out
 
-    def _scatter(self, config: Configuration, w: np.ndarray, request: VNARequest) -> np.ndarray:
-        """S(w) in the doubled basis; per-point networks if a loop phase rotates."""
+    def _scatter(
+        self, config: Configuration, w: np.ndarray, request: VNARequest, nambu: bool
+    ) -> np.ndarray:
+        """S(w) (doubled basis if ``nambu``); per-point networks if a loop phase rotates."""
         if not config.rotating:
-            return config.network.scattering(w)
+            return config.network.scattering(w, nambu=nambu)
         # Each point is measured at its own time; the loop phase advances between them.
         times = config.time + np.linspace(0.0, request.sweep_time, w.size, endpoint=False)
         nets = [config.network_at(t) for t in times]
         if any(not n.is_stable() for n in nets[:: max(1, len(nets) // 16)]):
             raise UnstableNetworkError("unstable during the sweep")
-        A = np.stack([n.dynamical_matrix(nambu=True) for n in nets])
+        A = np.stack([n.dynamical_matrix(nambu=nambu) for n in nets])
         B, _ = nets[0]._input_matrix(internal=False)
-        Bn = np.block([[B, np.zeros_like(B)], [np.zeros_like(B), B]])
+        Bn = np.block([[B, np.zeros_like(B)], [np.zeros_like(B), B]]) if nambu else B
         M = -1j * w[:, None, None] * np.eye(A.shape[-1]) - A
         X = np.linalg.solve(M, np.broadcast_to(Bn, (w.size,) + Bn.shape))
         return np.eye(Bn.shape[1]) - Bn.T @ X
-
-    def _line(self, request: VNARequest, port: int, f: np.ndarray, side: str) -> np.ndarray:
-        lines = self.spec.chain.input_lines if side == "in" else self.spec.chain.output_lines
-        line = lines.get(port)
-        if line is None:
-            return np.ones_like(f, dtype=complex)
-        return 10 ** (line.gain_db / 20) * np.exp(1j * (line.phase - 2 * np.pi * f * line.delay))
 
     def measure(
         self, request: VNARequest, tones: list[SourceTone], current: float
@@ -229,24 +221,17 @@ class SimDevice:
                 for key in request.parameters
             }
         sigma = self.noise_sigma(request)
+        same_f = np.allclose(request.stimulus_frequencies, request.receiver_frequencies)
+        lines = _LineCache(self, request.stimulus_frequencies, request.receiver_frequencies)
         for key in request.parameters:
             o, i = key
-            same_f = np.allclose(request.stimulus_frequencies, request.receiver_frequencies)
-            leak = self.leakage.get(key, 0.0)
-            if leak and same_f:
-                leak = (
-                    leak
-                    * self._line(request, o, request.receiver_frequencies, "out")
-                    * self._line(request, i, request.stimulus_frequencies, "in")
-                )
-            elif not same_f:
-                leak = 0.0
-            noise = (
-                sigma.get(i, 0.0)
-                * (self.rng.normal(size=n) + 1j * self.rng.normal(size=n))
-                / np.sqrt(2)
+            leak = self.leakage.get(key, 0.0) if same_f else 0.0
+            if leak:
+                leak = leak * lines.get(o, "out") * lines.get(i, "in")
+            noise = self.rng.normal(size=(2, n))
+            data[key] = (
+                data[key] + leak + sigma.get(i, 0.0) / np.sqrt(2) * (noise[0] + 1j * noise[1])
             )
-            data[key] = data[key] + leak + noise
         return data
 
     def noise_sigma(self, request: VNARequest) -> dict[int, float]:
@@ -258,3 +243,24 @@ class SimDevice:
             p_dbm = request.port_power_dbm.get(i, 0.0)
             out[i] = base * scale * 10 ** (-p_dbm / 20)
         return out
+
+
+class _LineCache:
+    """Complex line factors per (port, side) for one request, computed once."""
+
+    def __init__(self, device: SimDevice, f_in: np.ndarray, f_rx: np.ndarray) -> None:
+        self.chain = device.spec.chain
+        self.f = {"in": np.asarray(f_in, dtype=float), "out": np.asarray(f_rx, dtype=float)}
+        self.cache: dict[tuple[int, str], np.ndarray | float] = {}
+
+    def get(self, port: int, side: str) -> np.ndarray | float:
+        key = (port, side)
+        if key not in self.cache:
+            lines = self.chain.input_lines if side == "in" else self.chain.output_lines
+            line = lines.get(port)
+            if line is None:
+                self.cache[key] = 1.0
+            else:
+                phase = line.phase - 2 * np.pi * self.f[side] * line.delay
+                self.cache[key] = 10 ** (line.gain_db / 20) * np.exp(1j * phase)
+        return self.cache[key]

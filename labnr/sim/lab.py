@@ -119,13 +119,31 @@ class VirtualLab:
         self.servers: dict[str, SCPIServer] = {}
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> VirtualLab:
-        """Serve every instrument on an ephemeral loopback port."""
-        for name, instrument in self.instruments.items():
-            if name not in self.servers:
-                server = SCPIServer(instrument)
-                server.start()
-                self.servers[name] = server
+    def start(self, ports: dict[str, int] | None = None) -> VirtualLab:
+        """Serve every instrument on loopback.
+
+        Parameters
+        ----------
+        ports : dict, optional
+            Fixed TCP port per instrument name (e.g. to match a checked-in
+            station file); instruments not named get an ephemeral port.
+        """
+        ports = dict(ports or {})
+        unknown = sorted(set(ports) - set(self.instruments))
+        if unknown:
+            raise ValueError(
+                f"VirtualLab.start: ports names unknown instruments {unknown}; "
+                f"the lab serves {sorted(self.instruments)}"
+            )
+        try:
+            for name, instrument in self.instruments.items():
+                if name not in self.servers:
+                    server = SCPIServer(instrument, port=ports.get(name, 0))
+                    server.start()
+                    self.servers[name] = server
+        except OSError:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
