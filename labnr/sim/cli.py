@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.port_base is not None:
         ports = {name: args.port_base + k for k, name in enumerate(lab.instruments)}
     lab.start(ports)
-    with lab:
+    try:
         station = lab.write_station_yaml(Path(args.station))
         print(f"virtual lab {lab.spec.name!r} (seed {args.seed}) serving on 127.0.0.1:")
         for name, address in lab.addresses.items():
@@ -67,6 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             pass
         finally:
             signal.signal(signal.SIGTERM, old)
+    finally:
+        lab.stop()
     print("virtual lab stopped")
     return 0
 

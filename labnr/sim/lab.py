@@ -39,10 +39,23 @@ MIXER_LO_MIN_DBM = 7.0
 
 #: QCoDeS driver classes written into the station YAML, per instrument kind.
 STATION_TYPES = {
-    "vna": "qcodes.instrument_drivers.Keysight.KeysightN5245A",
-    "awg": "qcodes.instrument_drivers.tektronix.TektronixAWG5208",
+    "vna": "labnr.drivers.keysight_pna.KeysightN5242B",
+    "awg": "labnr.drivers.tektronix_awg5208.TektronixAWG5208Direct",
     "sgs": "qcodes.instrument_drivers.rohde_schwarz.RohdeSchwarzSGS100A",
-    "flux": "qcodes.instrument_drivers.yokogawa.YokogawaGS200",
+    "flux": "labnr.drivers.flux_gs200.GS200FluxBias",
+}
+
+#: Extra ``init`` arguments written into the station YAML, per instrument kind.
+#: The flux bias gets nominal calibration numbers (not the device's truth:
+#: calibration measures those) and the safety limits of configs/station_sim.yaml.
+STATION_INIT: dict[str, dict[str, Any]] = {
+    "flux": {
+        "current_per_flux_quantum": 1.0e-3,
+        "offset_current": 0.0,
+        "current_limits": [-1.0e-3, 1.0e-3],
+        "ramp_rate": 1.0e-4,
+        "max_step": 1.0e-5,
+    },
 }
 
 
@@ -203,12 +216,14 @@ class VirtualLab:
         return tones
 
     def _iq_tones(self, name: str, line: PumpLineSpec) -> list[SourceTone]:
-        """RF tones of an IQ mixer: baseband I + iQ' shifted to the LO frequency.
+        r"""RF tones of an IQ mixer: baseband I and Q shifted to the LO frequency.
 
-        Each baseband tone contributes :math:`c_\\pm` at :math:`f_{LO} \\pm f` with
-        :math:`c_+ = a_I + i a_Q'`, :math:`c_- = a_I^* + i a_Q'^*`, where
-        :math:`a = A e^{i\\varphi}/2` and :math:`Q' = (1+\\epsilon) e^{i\\psi} Q`
-        carries the mixer's gain and phase imbalance: an uncorrected
+        The mixer forms :math:`RF = \mathrm{Re}[(I + i w Q)\, e^{i\omega_{LO} t}]` where
+        :math:`w = (1+\epsilon) e^{i\psi}` is its (unknown) gain and quadrature
+        error on the Q branch. A baseband tone with complex amplitudes
+        :math:`a = A e^{i\varphi}/2` in I and Q contributes
+        :math:`c_+ = a_I + i w a_Q` at :math:`f_{LO} + f` and
+        :math:`c_- = a_I^* + i w a_Q^*` at :math:`f_{LO} - f`: an uncorrected
         single-sideband tone leaks an image at the other sideband.
         """
         if self.awg is None:
@@ -274,7 +289,7 @@ class VirtualLab:
             instruments[name] = {
                 "type": STATION_TYPES[kinds[name]],
                 "address": address,
-                "init": {"terminator": "\n"},
+                "init": {"terminator": "\n", **STATION_INIT.get(kinds[name], {})},
             }
         return {"instruments": instruments}
 

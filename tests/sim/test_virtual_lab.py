@@ -185,7 +185,7 @@ def test_station_yaml_points_at_served_instruments(tmp_path: Path, virtual_lab: 
     station = qc.Station(config_file=str(path))
     flux = station.load_instrument("flux")
     try:
-        assert flux.IDN()["vendor"].upper().startswith("YOKOGAWA")
+        assert flux.source.instrument.IDN()["vendor"].upper().startswith("YOKOGAWA")
     finally:
         qc.Instrument.close_all()
 

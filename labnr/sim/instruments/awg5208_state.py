@@ -241,12 +241,17 @@ def periodicity_error(samples: np.ndarray, amplitude_vpp: float) -> float:
     :math:`d_n = x_{n+1} - 2x_n + x_{n-1}` measures how a sample departs from
     the linear continuation of its two predecessors. This returns
 
-    .. math:: \max\left(0,\; \max(|d_{N-1}|, |d_0|) - \max_{0<n<N-1} |d_n|\right)
-              \cdot V_{pp}/2,
+    .. math:: \max\left(0,\; \max(|d_{N-1}|, |d_0|) - \max_{0<n<N-1} |d_n|
+              - \max_{0<n<N-2} |d_{n+1} - d_n|\right) \cdot V_{pp}/2,
 
-    where :math:`d_{N-1}` and :math:`d_0` wrap around the boundary: zero (to
-    rounding) for a record holding an integer number of cycles of every tone,
-    and about the size of the jump for one that does not.
+    where :math:`d_{N-1}` and :math:`d_0` wrap around the boundary: zero for a
+    record holding an integer number of cycles of every tone, and about the
+    size of the jump for one that does not. The last term is the largest
+    change of the curvature between neighbouring samples: a seamless record's
+    curvature at the boundary can exceed its interior maximum by that much
+    (tones all at phase 0 or pi peak together at the first sample, so the
+    boundary holds the record's largest :math:`|d_n|`), while a jump adds its
+    full size.
 
     Parameters
     ----------
@@ -264,7 +269,10 @@ def periodicity_error(samples: np.ndarray, amplitude_vpp: float) -> float:
     n = x.size
     if n < 3:
         return 0.0
-    interior = np.abs(x[2:] - 2.0 * x[1:-1] + x[:-2]).max()
+    curvature = x[2:] - 2.0 * x[1:-1] + x[:-2]
+    interior = np.abs(curvature).max()
+    margin = np.abs(np.diff(curvature)).max() if curvature.size > 1 else 0.0
     seam_last = abs(x[0] - 2.0 * x[-1] + x[-2])
     seam_first = abs(x[1] - 2.0 * x[0] + x[-1])
-    return float(max(0.0, max(seam_last, seam_first) - interior) * 0.5 * amplitude_vpp)
+    excess = max(seam_last, seam_first) - interior - margin
+    return float(max(0.0, excess) * 0.5 * amplitude_vpp)

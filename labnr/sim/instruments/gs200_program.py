@@ -106,6 +106,9 @@ class GS200Program:
             seg_end = seg_start + self.slope
             if seg_end >= t0:  # boundary segments may repeat; re-applying them is a no-op
                 end = min(seg_end, t1)
-                level = self._target(k) if end >= seg_end else self.level_at(end)
+                # At the program's end every slope is complete: ``start + n * interval``
+                # may fall an ulp short of ``seg_start + slope`` for the last step.
+                done = end >= seg_end or end >= self.end
+                level = self._target(k) if done else self.level_at(end)
                 yield max(seg_start, t0), end, level
             k += 1

@@ -11,6 +11,7 @@ from qcodes.instrument_drivers.yokogawa import YokogawaGS200
 
 from labnr.sim.clock import VirtualClock
 from labnr.sim.instruments.gs200 import GS200Emulator
+from labnr.sim.instruments.gs200_program import GS200Program
 from labnr.sim.instruments.server import SCPIServer
 
 
@@ -175,3 +176,12 @@ def test_qcodes_driver(yoko: tuple[YokogawaGS200, GS200Emulator]) -> None:
     driver.output("off")
     assert driver.ask("*OPC?") == "1"  # writes are asynchronous: synchronise first
     assert emulator.current == 0.0
+
+
+def test_program_ends_exactly_on_its_last_step() -> None:
+    # start + n * interval can fall an ulp short of the last slope's end
+    # (0.3 + 4 * 0.1 < 0.3 + 3 * 0.1 + 0.1): the level must still be the last step.
+    program = GS200Program((1e-4, 2e-4, 3e-4, 0.0), 0.3, 0.0, 0.1, 0.1, False)
+    assert program.end < 0.3 + 3 * 0.1 + 0.1
+    segments = list(program.segments(0.3, 10.0))
+    assert segments[-1][2] == 0.0
