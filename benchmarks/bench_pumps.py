@@ -22,11 +22,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from labnr.drivers.pumps import MultiTonePump, build_pump
-from labnr.drivers.tektronix_awg5208 import TektronixAWG5208Direct
 from qcodes.instrument import Instrument
 from qcodes.instrument_drivers.rohde_schwarz import RohdeSchwarzSGS100A
 
+from labnr.drivers.pumps import MultiTonePump, build_pump
+from labnr.drivers.tektronix_awg5208 import TektronixAWG5208Direct
 from labnr.sim import VirtualLab
 
 CONNECT = {"terminator": "\n", "visalib": "@py", "device_clear": False}

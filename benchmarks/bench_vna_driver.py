@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyvisa
-from labnr.drivers.keysight_pna import KeysightN5242B
 
+from labnr.drivers.keysight_pna import KeysightN5242B
 from labnr.sim.lab import VirtualLab
 
 PORTS = (1, 2, 3)

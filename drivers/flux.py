@@ -42,10 +42,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from labnr.drivers.flux_ramp import RampPlan, plan_ramp
 from qcodes.instrument import Instrument, InstrumentBase
 from qcodes.parameters import Parameter
 from qcodes.validators import Bool, Validator
+
+from labnr.drivers.flux_ramp import RampPlan, plan_ramp
 
 if TYPE_CHECKING:
     from qcodes.instrument import InstrumentBaseKWArgs

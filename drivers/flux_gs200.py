@@ -34,13 +34,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from labnr.drivers.flux import CurrentSource, FluxBias
-from labnr.drivers.flux_ramp import plan_ramp
 from qcodes.instrument_drivers.yokogawa import YokogawaGS200
 from qcodes.instrument_drivers.yokogawa.Yokogawa_GS200 import (
     ConditionRegister,
     ExtendedEventRegister,
 )
+
+from labnr.drivers.flux import CurrentSource, FluxBias
+from labnr.drivers.flux_ramp import plan_ramp
 
 __all__ = ["GS200_CURRENT_RANGES", "GS200CurrentSource", "GS200FluxBias"]
 

@@ -62,6 +62,8 @@ from typing import Any
 
 import numpy as np
 import qcodes.validators as vals
+from qcodes.instrument import Instrument, InstrumentChannel
+
 from labnr.drivers.pump_synthesis import (
     RecordPlan,
     iq_components,
@@ -78,7 +80,6 @@ from labnr.drivers.pumps import (
     initial_values,
     limits_for,
 )
-from qcodes.instrument import Instrument, InstrumentChannel
 
 __all__ = ["AWGMultiTonePump", "IQMixer"]
 

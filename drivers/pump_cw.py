@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 import qcodes.validators as vals
+from qcodes.instrument import Instrument
+
 from labnr.drivers.pumps import (
     MultiTonePump,
     PumpConfigError,
@@ -53,7 +55,6 @@ from labnr.drivers.pumps import (
     volts_to_dbm,
     wrap_phase,
 )
-from qcodes.instrument import Instrument
 
 __all__ = ["CWMultiTonePump"]
 

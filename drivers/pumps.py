@@ -70,8 +70,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import qcodes.validators as vals
-from labnr.drivers.pump_synthesis import wrap_phase
 from qcodes.instrument import ChannelList, Instrument, InstrumentChannel
+
+from labnr.drivers.pump_synthesis import wrap_phase
 
 __all__ = [
     "TONE_KEYS",

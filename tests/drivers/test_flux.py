@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from labnr.drivers.flux_gs200 import GS200CurrentSource, GS200FluxBias
 from qcodes.instrument import Instrument
 
+from labnr.drivers.flux_gs200 import GS200CurrentSource, GS200FluxBias
 from labnr.sim.lab import VirtualLab
 
 RATE = 1e-3  # A/s

@@ -15,10 +15,10 @@ import qcodes as qc
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from labnr.drivers.flux import FluxBias, plan_ramp
-from labnr.drivers.flux_gs200 import GS200FluxBias
 from qcodes.instrument import Instrument
 
+from labnr.drivers.flux import FluxBias, plan_ramp
+from labnr.drivers.flux_gs200 import GS200FluxBias
 from labnr.sim.lab import VirtualLab
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -132,8 +132,9 @@ def test_pyvisa_sim_gs200_plumbing() -> None:
 
 
 def test_flux_bias_accepts_a_received_source_and_leaves_it_open() -> None:
-    from labnr.drivers.flux_gs200 import GS200CurrentSource
     from qcodes.instrument_drivers.yokogawa import YokogawaGS200
+
+    from labnr.drivers.flux_gs200 import GS200CurrentSource
 
     gs = YokogawaGS200(
         "shared_gs", "GPIB::2::INSTR", pyvisa_sim_file="labnr.drivers.sims:yokogawa_gs200.yaml"

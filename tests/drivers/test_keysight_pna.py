@@ -12,13 +12,6 @@ import numpy as np
 import pytest
 import pyvisa
 import qcodes as qc
-from labnr.drivers.keysight_pna import (
-    PYVISA_SIM_FILE,
-    KeysightN5222B,
-    KeysightN5242B,
-    KeysightPNAXBase,
-    PNAError,
-)
 from qcodes.dataset import (
     Measurement,
     initialise_or_create_database_at,
@@ -26,6 +19,13 @@ from qcodes.dataset import (
 )
 from qcodes.instrument import Instrument
 
+from labnr.drivers.keysight_pna import (
+    PYVISA_SIM_FILE,
+    KeysightN5222B,
+    KeysightN5242B,
+    KeysightPNAXBase,
+    PNAError,
+)
 from labnr.sim.lab import VirtualLab
 
 SIM_ADDRESS = "TCPIP0::127.0.0.1::hislip0::INSTR"

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from labnr.drivers.pumps import PumpClipError, build_pump, wrap_phase
-from labnr.drivers.tektronix_awg5208 import TektronixAWG5208Direct
 from qcodes.instrument import Instrument
 from qcodes.instrument_drivers.rohde_schwarz import RohdeSchwarzSGS100A
+
+from labnr.drivers.pumps import PumpClipError, build_pump, wrap_phase
+from labnr.drivers.tektronix_awg5208 import TektronixAWG5208Direct
 
 EM = pytest.mark.parametrize("virtual_lab", ["em_circulator"], indirect=True)
 A1, A2, M1, M2 = 5.2100e9, 6.0650e9, 5.830e6, 6.410e6  # EM preset (truth, test side)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from labnr.drivers.pump_synthesis import (
     RecordPlan,
     iq_components,
@@ -13,7 +14,6 @@ from labnr.drivers.pump_synthesis import (
     synthesise,
     wrap_phase,
 )
-
 from labnr.sim.instruments.awg5208_state import demodulate, periodicity_error
 
 

@@ -11,6 +11,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import pyvisa
+from qcodes.instrument import Instrument
+from qcodes.instrument_drivers.rohde_schwarz import RohdeSchwarzSGS100A
+
 from labnr.drivers.pumps import (
     MultiTonePump,
     build_pump,
@@ -18,8 +21,6 @@ from labnr.drivers.pumps import (
     volts_to_dbm,
     wrap_phase,
 )
-from qcodes.instrument import Instrument
-from qcodes.instrument_drivers.rohde_schwarz import RohdeSchwarzSGS100A
 
 FA, FB, FC = 5.310e9, 6.470e9, 7.905e9  # preset sweet-spot frequencies (truth, test side)
 SOURCES = {"ab": "pump_ab", "bc": "pump_bc", "ca": "pump_ca"}

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from labnr.drivers.tektronix_awg5208 import AWGError, TektronixAWG5208Direct
 from qcodes.instrument import Instrument
+
+from labnr.drivers.tektronix_awg5208 import AWGError, TektronixAWG5208Direct
 
 SIM_FILE = "labnr.drivers.sims:tektronix_awg5208.yaml"
 
