@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import pyvisa
 
-from labnr.sim.clock import VirtualClock
 from labnr.sim.instruments.awg5208 import AWG5208Emulator
 from labnr.sim.instruments.scpi import encode_block
 from labnr.sim.instruments.server import SCPIServer
@@ -18,27 +16,8 @@ FS = 2.5e9
 N = 2400  # samples per record: frequencies on the grid are k * FS / N
 
 
-class FakeBackend:
-    """Minimal LabBackend that records notifications."""
-
-    def __init__(self) -> None:
-        self.clock = VirtualClock()
-        self.notifications: list[str] = []
-
-    def vna_acquire(self, request: object) -> dict:  # pragma: no cover - not used by the AWG
-        raise AssertionError("the AWG never acquires")
-
-    def notify(self, instrument: str) -> None:
-        self.notifications.append(instrument)
-
-
 @pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-def emulator(backend: FakeBackend) -> AWG5208Emulator:
+def emulator(backend) -> AWG5208Emulator:
     return AWG5208Emulator("awg", backend)
 
 
@@ -49,17 +28,8 @@ def server(emulator: AWG5208Emulator) -> Iterator[SCPIServer]:
 
 
 @pytest.fixture
-def awg(server: SCPIServer) -> Iterator[pyvisa.resources.MessageBasedResource]:
-    rm = pyvisa.ResourceManager("@py")
-    handle = rm.open_resource(
-        server.address, read_termination="\n", write_termination="\n", timeout=2000
-    )
-    rm.visalib.sessions[handle.session].interface.setsockopt(
-        socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-    )
-    yield handle
-    handle.close()
-    rm.close()
+def awg(server: SCPIServer, raw_visa) -> pyvisa.resources.MessageBasedResource:
+    return raw_visa(server.address)
 
 
 def tones_record(
@@ -96,7 +66,7 @@ def pop_errors(awg: pyvisa.resources.MessageBasedResource) -> list[int]:
 
 
 def test_two_tone_waveform_is_recovered(
-    awg: pyvisa.resources.MessageBasedResource, emulator: AWG5208Emulator, backend: FakeBackend
+    awg: pyvisa.resources.MessageBasedResource, emulator: AWG5208Emulator, backend
 ) -> None:
     samples = tones_record([12, 100], [0.6, 0.3], [0.4, -2.0])
     upload(awg, "two_tone", samples)
@@ -109,7 +79,7 @@ def test_two_tone_waveform_is_recovered(
     np.testing.assert_allclose([t.phase_rad for t in found], [0.4, -2.0], atol=1e-6)
     assert emulator.periodicity_error(1) < 1e-6
     assert emulator.tones(2) == []
-    assert "awg" in backend.notifications
+    assert "awg" in backend.notified
     awg.write("OUTPut1:STATe OFF")
     assert awg.query("OUTP1?") == "0" and emulator.tones(1) == []
     assert pop_errors(awg) == []

@@ -9,28 +9,20 @@ import pytest
 from qcodes.instrument import Instrument
 from qcodes.instrument_drivers.yokogawa import YokogawaGS200
 
-from labnr.sim.clock import VirtualClock
 from labnr.sim.instruments.gs200 import GS200Emulator
 from labnr.sim.instruments.gs200_program import GS200Program
 from labnr.sim.instruments.server import SCPIServer
 
 
-class _Backend:
-    def __init__(self) -> None:
-        self.clock = VirtualClock(start=100.0)
-        self.notified: list[str] = []
-
-    def notify(self, instrument: str) -> None:
-        self.notified.append(instrument)
+@pytest.fixture
+def backend(backend):
+    """The shared recording backend, with the clock started at 100 s."""
+    backend.clock.advance(100.0)
+    return backend
 
 
 @pytest.fixture
-def backend() -> _Backend:
-    return _Backend()
-
-
-@pytest.fixture
-def gs(backend: _Backend) -> GS200Emulator:
+def gs(backend) -> GS200Emulator:
     return GS200Emulator("flux", backend)  # type: ignore[arg-type]
 
 
@@ -77,7 +69,7 @@ def test_function_change_needs_output_off(gs: GS200Emulator) -> None:
     assert gs.state.function == "CURR" and gs.state.range == 1e-3
 
 
-def test_effective_current_history_and_notify(gs: GS200Emulator, backend: _Backend) -> None:
+def test_effective_current_history_and_notify(gs: GS200Emulator, backend) -> None:
     gs.write(":SOUR:FUNC CURR;:SOUR:LEV 0.5e-3")
     assert gs.current == 0.0  # output off
     gs.write("OUTPUT 1")
@@ -92,7 +84,7 @@ def test_effective_current_history_and_notify(gs: GS200Emulator, backend: _Backe
     assert gs.voltage == 0.0 and gs.current == 0.0
 
 
-def test_program_ramp_on_virtual_clock(gs: GS200Emulator, backend: _Backend) -> None:
+def test_program_ramp_on_virtual_clock(gs: GS200Emulator, backend) -> None:
     gs.write(":SOUR:FUNC CURR;:SOUR:RANG 10e-3;:SOUR:LEV 1e-3;:OUTP 1")
     # What QCoDeS sends for a hardware ramp from 1 mA to 3 mA at 1 mA/s.
     gs.write(
@@ -116,7 +108,7 @@ def test_program_ramp_on_virtual_clock(gs: GS200Emulator, backend: _Backend) -> 
     assert backend.clock.now >= start + 2.0
 
 
-def test_program_pause_and_repeat(gs: GS200Emulator, backend: _Backend) -> None:
+def test_program_pause_and_repeat(gs: GS200Emulator, backend) -> None:
     gs.write(
         ":SOUR:FUNC CURR;:SOUR:RANG 1e-3;:OUTP 1;:PROG:INT 1;:PROG:SLOP 0;"
         ":PROG:REP 1;:PROG:EDIT:STAR;:SOUR:LEV 1e-4;:SOUR:LEV 2e-4;:PROG:EDIT:END;"

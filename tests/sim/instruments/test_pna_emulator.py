@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import numpy as np
@@ -59,25 +58,8 @@ def server(emulator: PNAXEmulator) -> Iterator[SCPIServer]:
 
 
 @pytest.fixture
-def vna(server: SCPIServer) -> Iterator[pyvisa.resources.MessageBasedResource]:
-    rm = pyvisa.ResourceManager("@py")
-    handle = rm.open_resource(
-        server.address, read_termination="\n", write_termination="\n", timeout=2000
-    )
-    no_nagle(rm, handle)
-    yield handle
-    handle.close()
-    rm.close()
-
-
-def no_nagle(rm: pyvisa.ResourceManager, handle: pyvisa.resources.Resource) -> None:
-    """Set TCP_NODELAY on pyvisa-py's socket (its SOCKET session ignores the VISA attribute).
-
-    Without it a write followed by a query waits ~40 ms for the server's delayed ACK.
-    """
-    rm.visalib.sessions[handle.session].interface.setsockopt(
-        socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-    )
+def vna(server: SCPIServer, raw_visa) -> pyvisa.resources.MessageBasedResource:
+    return raw_visa(server.address)
 
 
 def setup_3x3(vna: pyvisa.resources.MessageBasedResource, points: int = 1601) -> np.ndarray:

@@ -8,27 +8,12 @@ import pytest
 from qcodes.instrument import Instrument
 from qcodes.instrument_drivers.rohde_schwarz import RohdeSchwarzSGS100A
 
-from labnr.sim.clock import VirtualClock
 from labnr.sim.instruments.server import SCPIServer
 from labnr.sim.instruments.sgs100a import SGS100AEmulator
 
 
-class _Backend:
-    def __init__(self) -> None:
-        self.clock = VirtualClock()
-        self.notified: list[str] = []
-
-    def notify(self, instrument: str) -> None:
-        self.notified.append(instrument)
-
-
 @pytest.fixture
-def backend() -> _Backend:
-    return _Backend()
-
-
-@pytest.fixture
-def sgs(backend: _Backend) -> SGS100AEmulator:
+def sgs(backend) -> SGS100AEmulator:
     return SGS100AEmulator("pump_ab", backend)  # type: ignore[arg-type]
 
 
@@ -77,7 +62,7 @@ def test_bad_enum_and_queries(sgs: SGS100AEmulator) -> None:
     assert sgs.ask("FREQ?;POW?;PHAS?;OUTP?;ROSC:SOUR?") == "4200000000;-10;45;1;INT"
 
 
-def test_notify_only_on_change_and_reset(sgs: SGS100AEmulator, backend: _Backend) -> None:
+def test_notify_only_on_change_and_reset(sgs: SGS100AEmulator, backend) -> None:
     sgs.write("SOUR:FREQ 7e9")
     sgs.write("SOUR:FREQ 7e9")
     sgs.write("OUTP ON")
