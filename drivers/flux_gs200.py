@@ -171,8 +171,10 @@ class GS200CurrentSource(CurrentSource):
         self._check_errors("switching the output on")
 
     def disable_output(self) -> None:
-        """Switch the output off."""
+        """Switch the output off and confirm it (the read-back also waits for the write)."""
         self._gs.off()
+        if self.output_enabled():
+            raise RuntimeError(f"{self._gs.name}: the output did not switch off")
 
     def ramp(self, target: float, rate: float, max_step: float) -> None:
         """Ramp to ``target`` A as GS200 programs (see the module doc).

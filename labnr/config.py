@@ -207,6 +207,9 @@ class StorageConfig(_Model):
 
     database: str = "labnr.db"
     data_dir: str = "data"
+    export_hdf5: bool = Field(
+        default=True, description="write <data_dir>/run_<id>.h5 after each run"
+    )
 
 
 class VirtualLabConfig(_Model):
