@@ -21,12 +21,13 @@ i.e. ``beamsplitter(i, j, g, phase=+phi)`` in the frames; gain is
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from labnr.model import Mode, Network
+from labnr.model.frames import PumpLink
+from labnr.model.frames import assign_frames as model_frames
 from labnr.sim.spec import DeviceSpec
 
 
@@ -146,41 +147,16 @@ def assign_frames(
     """Frame frequencies from a spanning tree of the active links; flags loop mismatches.
 
     Roots are port modes first (their frame is their own frequency), so the
-    frame of a probed port sits on its resonance.
+    frame of a probed port sits on its resonance. The rules are
+    :func:`labnr.model.frames.assign_frames`; each link's ``mismatch`` is set.
     """
-    order = sorted(spec.modes, key=lambda n: (spec.modes[n].vna_port is None, n))
-    frames: dict[str, float] = {}
-    adj: dict[str, list[ActiveLink]] = {n: [] for n in spec.modes}
-    for link in links:
-        adj[link.a].append(link)
-        adj[link.b].append(link)
-    used: set[int] = set()
-    for root in order:
-        if root in frames:
-            continue
-        frames[root] = freqs[root]
-        queue = deque([root])
-        while queue:
-            m = queue.popleft()
-            for link in adj[m]:
-                other = link.b if link.a == m else link.a
-                if other in frames:
-                    continue
-                frames[other] = _frame_of(link, other, frames[m])
-                used.add(id(link))
-                queue.append(other)
-    for link in links:
-        if id(link) not in used:
-            expected = _frame_of(link, link.b, frames[link.a])
-            link.mismatch = expected - frames[link.b]
+    roots = sorted(spec.modes, key=lambda n: (spec.modes[n].vna_port is None, n))
+    ordered = {n: freqs[n] for n in spec.modes}
+    pumped = [PumpLink(lk.a, lk.b, lk.kind, lk.tone.frequency) for lk in links]
+    frames, mismatches = model_frames(ordered, pumped, roots)
+    for link, miss in zip(links, mismatches, strict=True):
+        link.mismatch = miss
     return frames
-
-
-def _frame_of(link: ActiveLink, target: str, frame_other: float) -> float:
-    f = link.tone.frequency
-    if link.kind == "gain":
-        return f - frame_other
-    return frame_other + f if target == link.b else frame_other - f
 
 
 def build_network(
