@@ -8,11 +8,14 @@ reports for a :class:`~labnr.sim.instruments.backend.VNARequest`:
 
 .. math::
 
-    \tilde S_{oi}(f) = G^{out}_o(f_{rx})\, G^{in}_i(f_{in})\, S_{oi}(f_{in} - F_i)
+    \tilde S_{oi}(f) = G^{out}_o(f_{rx})\, G^{in}_i(f_{in})\, S_{oi}(f_{in} - F_i)^*
                        + L_{oi} + n,
 
 with per-port line gains :math:`G = 10^{g/20} e^{i(\phi - 2\pi f \tau)}`, the
-device's S-matrix from :mod:`labnr.model` in the rotating frames :math:`F`,
+device's S-matrix from :mod:`labnr.model` in the rotating frames :math:`F`
+— conjugated, because a VNA reports phasors in the engineering convention
+:math:`e^{+j\omega t}` while the model uses :math:`e^{-i\omega t}` (a delay is
+:math:`e^{-j2\pi f\tau}` and a resonance turns clockwise, as on a real analyser) —
 a direct leakage :math:`L_{oi}` (o ≠ i, sets the best measurable isolation)
 and complex Gaussian noise whose power follows IF bandwidth / averages and
 falls with source power (10x narrower IFBW → 10 dB lower floor). The output
@@ -184,7 +187,9 @@ class SimDevice:
                 if nambu:
                     conj = np.abs(f_rx - (config.frames[mo] - w)) <= tol
                     data = np.where(~direct & conj, S[:, row + p, col], data)
-                data = data * lines.get(o_port, "out") * lines.get(i_port, "in")
+                # A VNA reports ratios of phasors in the engineering convention
+                # (e^{+j omega t}); labnr.model works with e^{-i omega t}: conjugate.
+                data = np.conj(data) * lines.get(o_port, "out") * lines.get(i_port, "in")
             out[(o_port, i_port)] = data
         return out
 

@@ -84,7 +84,7 @@ def expected(
     line = 10 ** ((li.gain_db + lo.gain_db) / 20) * np.exp(
         1j * (li.phase + lo.phase - 2 * np.pi * (f_in * li.delay + f_rx * lo.delay))
     )
-    return S[:, ports.index(mo), ports.index(mi)] * line
+    return np.conj(S[:, ports.index(mo), ports.index(mi)]) * line  # engineering convention
 
 
 def noise_sigma(lab: VirtualLab, ifbw: float, power_dbm: float, averages: int = 1) -> float:

@@ -100,4 +100,4 @@ def test_phase_sweep_finds_the_reverse_null(tmp_path: Path, capsys) -> None:
     rev = at.sel(out="a").sel({"in": "b"})
     k = int(rev.argmin())
     assert float(ds["pump_bc_phase"][k]) == pytest.approx(best, abs=1e-3)  # printed to 3 digits
-    assert float(fwd[k] / rev[k]) > 5  # > 14 dB isolation at the null on a 15 deg grid
+    assert float(fwd[k] / rev[k]) > 4  # > 12 dB (line gains included) at the null of a 15 deg grid

@@ -100,7 +100,7 @@ def expected_s(session: LabSession, truth: object, out_mode: str, in_mode: str,
     line = 10 ** ((li.gain_db + lo.gain_db) / 20) * np.exp(
         1j * (li.phase + lo.phase - 2 * np.pi * (f_in * li.delay + f_rx * lo.delay))
     )
-    return S[:, ports.index(out_mode), ports.index(in_mode)] * line
+    return np.conj(S[:, ports.index(out_mode), ports.index(in_mode)]) * line  # VNA convention
 
 
 def noise_sigma(session: LabSession, ifbw: float, power_dbm: float) -> float:

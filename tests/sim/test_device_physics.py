@@ -114,7 +114,8 @@ def test_measured_response_equals_model_with_lines(jpc: SimDevice) -> None:
     line = 10 ** ((li.gain_db + lo.gain_db) / 20) * np.exp(
         1j * (li.phase + lo.phase - 2 * np.pi * (f_in * li.delay + f_rx * lo.delay))
     )
-    np.testing.assert_allclose(got, S * line, rtol=1e-9, atol=1e-15)
+    # the VNA reports the engineering convention: the conjugate of the model's S
+    np.testing.assert_allclose(got, np.conj(S) * line, rtol=1e-9, atol=1e-15)
     # Without the frequency offset the receiver hears no converted signal.
     req_same = VNARequest("vna", f_in, f_in, ((2, 1),), {1: -30.0}, 1e3, 1, 0.2)
     assert np.max(np.abs(jpc.ideal_response(req_same, cfg)[(2, 1)])) == 0
