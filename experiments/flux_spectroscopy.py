@@ -13,23 +13,8 @@ from __future__ import annotations
 import numpy as np
 from common import figure_path, open_session, parser
 
+from labnr.calibrate.flux import resonance_offsets, sweet_spot
 from labnr.measure import load, plot_flux_map, sweep_flux
-
-
-def resonance_offsets(S: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """Offset (Hz) where each trace's phase turns fastest; S shape (..., nfreq).
-
-    The phase step between neighbouring points is a constant (the cable delay)
-    plus the resonance's peak; the median removes the constant. Traces whose
-    peak does not stand 20x above the typical step noise (no mode in the
-    band) give NaN.
-    """
-    step = np.angle(S[..., 1:] / S[..., :-1])
-    excess = np.abs(step - np.median(step, axis=-1, keepdims=True))
-    noise = np.median(excess, axis=-1)
-    centre = 0.5 * (delta[1:] + delta[:-1])
-    found = centre[np.argmax(excess, axis=-1)]
-    return np.where(np.max(excess, axis=-1) > 20 * noise, found, np.nan)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,14 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         if not np.isfinite(f_res).any():
             print(f"{mode}: no resonance found in the band at any flux")
             continue
-        k = int(np.nanargmax(f_res))
-        near = np.arange(max(k - 3, 0), min(k + 4, flux.size))
-        near = near[np.isfinite(f_res[near])]
-        top = float(flux[k])
-        if near.size >= 3:
-            a, b, _ = np.polyfit(flux[near], f_res[near], 2)
-            if a < 0 and flux[near].min() <= -b / (2 * a) <= flux[near].max():
-                top = float(-b / (2 * a))
+        top = sweet_spot(flux, f_res)[0]  # type: ignore[index]
         print(
             f"{mode}: highest at flux {top:+.4f} Phi0 -> offset_current "
             f"{offset + top * per_phi0:.6g} A puts the sweet spot at 0"

@@ -6,6 +6,9 @@ demo
     Print the S-matrix of an ideal three-mode circulator and save a plot of
     it versus frequency (the model in one screen).
 
+calibrate CONFIG [--from NODE] [--json]
+    Run the calibration graph of the config's device (labnr.calibrate.run).
+
 sim serve DEVICE
     Serve a virtual lab (simulated device + emulated instruments on loopback).
 sim fault ADDRESS KIND [VALUE]
@@ -114,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", default="demo_output", help="folder for the plot (default ./demo_output)"
     )
     demo.set_defaults(func=cmd_demo)
+    from labnr.calibrate import add_calibrate_arguments
+    from labnr.calibrate.run import cmd_calibrate
+
+    cal = sub.add_parser(
+        "calibrate", help="calibrate a device from cold start to its operating point"
+    )
+    add_calibrate_arguments(cal)
+    cal.set_defaults(func=cmd_calibrate)
     from labnr.sim.cli import add_parser as add_sim_parser
 
     add_sim_parser(sub)

@@ -114,11 +114,14 @@ def test_iq_tones_at_the_intended_rf(em) -> None:
 def test_both_backends_expose_the_same_parameters(em) -> None:
     lab, awg, lo1, lo2 = em
     on_awg = build_pump("pump_awg", em_config(lab, awg, lo1, lo2))
-    on_cw = build_pump("pump_cw", {
-        "backend": "cw",
-        "tones": {"p11": {"source": lo2, "frequency": A1 - M1, "amplitude": 0.1}},
-        "limits": {"p11": 0.2},
-    })
+    on_cw = build_pump(
+        "pump_cw",
+        {
+            "backend": "cw",
+            "tones": {"p11": {"source": lo2, "frequency": A1 - M1, "amplitude": 0.1}},
+            "limits": {"p11": 0.2},
+        },
+    )
 
     def signature(pump) -> set:
         tone = {(n, p.unit) for n, p in pump.p11.parameters.items()}
@@ -198,8 +201,9 @@ def test_direct_channel_tones_are_exact_and_independent(em) -> None:
         "t2": {"channel": 5, "frequency": 230e6, "amplitude": 0.15, "phase": -2.5},
         "t3": {"channel": 6, "frequency": 99e6, "amplitude": 0.2, "phase": 1.0},
     }
-    pump = build_pump("pump", {"backend": "awg", "awg": awg, "tones": tones,
-                               "limits": {n: 0.3 for n in tones}})
+    pump = build_pump(
+        "pump", {"backend": "awg", "awg": awg, "tones": tones, "limits": {n: 0.3 for n in tones}}
+    )
     pump.output(True)
 
     def played(ch: int) -> dict[float, object]:
@@ -317,8 +321,9 @@ def _draw_pump_config(draw, awg, lo1, calibration: dict) -> tuple[dict, float]:
         "backend": "awg",
         "awg": awg,
         "frequency_resolution": resolution,
-        "mixers": {"iq1": {"i": 1, "q": 2, "lo": lo1, "lo_frequency": LO1, "lo_power": 13.0,
-                           **calibration}},
+        "mixers": {
+            "iq1": {"i": 1, "q": 2, "lo": lo1, "lo_frequency": LO1, "lo_power": 13.0, **calibration}
+        },
         "tones": tones,
         "limits": {name: 0.375 for name in tones},
     }

@@ -80,9 +80,7 @@ def test_ideal_upper_sideband_is_cos_and_sin() -> None:
 
 
 tone_sets = st.lists(
-    st.tuples(
-        st.integers(1, 1249), st.floats(0.0, 1.0), st.floats(-np.pi, np.pi)
-    ),
+    st.tuples(st.integers(1, 1249), st.floats(0.0, 1.0), st.floats(-np.pi, np.pi)),
     min_size=1,
     max_size=6,
     unique_by=lambda t: t[0],

@@ -1,0 +1,419 @@
+"""Calibration nodes of a pumped multi-mode circulator (JPC-type), built from the config.
+
+The graph (see :func:`labnr.calibrate.run.build_graph`)::
+
+    flux_sweet_spot -> modes -> pump_<tone> (one per tone) -> loop_phase -> operating_point
+
+- ``flux_sweet_spot``: reflection vs flux of the flux-tunable port modes; the
+  sweet spot (highest resonance) becomes flux 0 (``offset_current``).
+- ``modes``: pumps off, reflection of every port mode, :func:`fit_resonance`:
+  frequency, κ_ext, κ_int, and the line gain of each reflection.
+- ``pump_<tone>``: that tone alone at two amplitudes, the two coupled modes'
+  2x2 S-matrix, :func:`labnr.fit.calibrate_amplitude`: coupling per volt η,
+  Stark coefficients, and the line gains of the conversion paths.
+- ``loop_phase``: all tones on at the model's operating point (line phases 0),
+  one tone's phase stepped around the circle, complex point reads of the
+  reverse transmissions; the model is fitted to them for the loop phase
+  (put on that tone's θ) and a complex line factor per reverse path.
+- ``operating_point``: :func:`solve_operating_point` with the fitted model,
+  applied, refined by Broyden steps on the complex reverse transmissions
+  (point reads, Jacobian from the model times the fitted line factors), then
+  one S-matrix at band centre gives the measured figures.
+
+Every VNA acquisition is counted with ``ctx.count_acquisition``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from labnr.calibrate.circulator_helpers import (
+    PointReads,
+    apply_flux,
+    apply_settings,
+    device_model,
+    fit_reflection,
+    line_gains,
+    measured_figures,
+    model_convention,
+    plan_acquisitions,
+    pump_off,
+    settings_dict,
+)
+from labnr.calibrate.flux import resonance_offsets, sweet_spot
+from labnr.calibrate.node import CalibrationContext, CheckResult, Node, NodeResult
+from labnr.calibrate.operating_point import Settings, solve_operating_point
+from labnr.measure import (
+    acquire_smatrix,
+    load,
+    make_plan,
+    measure_smatrix,
+    sweep_flux,
+    sweep_pump_amplitude,
+)
+from labnr.measure.acquire import port_modes
+
+__all__ = [
+    "FluxSweetSpot",
+    "LoopPhase",
+    "Modes",
+    "OperatingPoint",
+    "PumpTone",
+    "plan_acquisitions",
+]
+
+#: Trace points of every swept acquisition.
+POINTS = 201
+
+# ---------------------------------------------------------------------- nodes
+
+
+class FluxSweetSpot(Node):
+    """Reflection vs flux; the highest resonance of the tunable modes becomes flux 0."""
+
+    name = "flux_sweet_spot"
+    n_flux = 11
+    max_range = 1e-3  # A, either side of 0 A
+
+    def tunable(self, ctx: CalibrationContext) -> list[str]:
+        return [m for m, c in ctx.config.modes.items() if c.flux_tunable and c.vna_port]
+
+    def run(self, ctx: CalibrationContext) -> NodeResult:
+        lab, cfg = ctx.lab, ctx.config
+        flux = lab.flux
+        tunable = self.tunable(ctx)
+        pump_off(lab)
+        if not flux.output():
+            flux.output(True)  # switches on at 0 A
+        lo, hi = flux.current_limits
+        r = min(self.max_range, 0.5 * (hi - lo) / 2)
+        currents = np.linspace(-r, r, self.n_flux)
+        values = np.array([flux.current_to_flux(i) for i in currents])
+        ds = sweep_flux(lab, values, points=401, ports=tunable, progress=False)
+        ctx.count_acquisition(len(values) * len(tunable))
+        ctx.record_run(ds.run_id)
+        data = load(ds.run_id)
+        fl, delta = data["flux"].values, data["frequency"].values
+        tops, freqs = [], {}
+        for m in tunable:
+            f_res = resonance_offsets(data["S"].sel(out=m, **{"in": m}).values, delta)
+            found = sweet_spot(fl, f_res)
+            if found is not None:
+                tops.append(found[0])
+                freqs[m] = float(cfg.modes[m].frequency + found[1])
+        if not tops:
+            return NodeResult.failure("no resonance of the tunable modes found at any flux",
+                                      run_ids=[ds.run_id])  # fmt: skip
+        i_top = float(flux.flux_to_current(float(np.mean(tops))))
+        flux.offset_current(i_top)
+        flux.flux(0.0)
+        return NodeResult(
+            {"offset_current": i_top, "frequencies": freqs, "tunable": tunable},
+            summary=f"sweet spot at {i_top * 1e6:.1f} uA; "
+            + ", ".join(f"{m} {f / 1e9:.4f} GHz" for m, f in freqs.items()),
+        )
+
+    def check(self, ctx: CalibrationContext) -> CheckResult:
+        lab, cfg = ctx.lab, ctx.config
+        r = ctx.result(self.name)
+        pump_off(lab)
+        apply_flux(lab, r["offset_current"])
+        m, f = next(iter(r["frequencies"].items()))
+        width = float(cfg.modes[m].linewidth or 20e6)
+        delta, S, meta = acquire_smatrix(lab, span=20 * width, points=401, centres={m: f},
+                                         paths=[(m, m)], ports=[m])  # fmt: skip
+        ctx.count_acquisition(plan_acquisitions(meta))
+        off = float(resonance_offsets(S[:, 0, 0], delta))
+        ok = np.isfinite(off) and abs(off) < width / 4
+        return CheckResult(bool(ok), f"{m} at {off / 1e6:+.2f} MHz from stored", {"offset": off})
+
+
+class Modes(Node):
+    """Pumps off: fit every port mode's reflection (frequency, κ_ext, κ_int, line gain)."""
+
+    name = "modes"
+    depends_on = ("flux_sweet_spot",)
+
+    def centres(self, ctx: CalibrationContext) -> dict[str, float]:
+        out = {m: float(c.frequency) for m, c in ctx.config.modes.items() if c.vna_port}
+        if "flux_sweet_spot" in self.depends_on:
+            out.update(ctx.result("flux_sweet_spot")["frequencies"])
+        return out
+
+    def run(self, ctx: CalibrationContext) -> NodeResult:
+        from labnr.fit import fit_resonance
+
+        lab, cfg = ctx.lab, ctx.config
+        pump_off(lab)
+        centres = self.centres(ctx)
+        ports = list(port_modes(cfg))
+        paths = [(m, m) for m in ports]
+        ds = measure_smatrix(lab, span=cfg.vna.span, points=POINTS, centres=centres,
+                             paths=paths, progress=False)  # fmt: skip
+        meta = make_plan(lab, span=cfg.vna.span, points=POINTS, centres=centres, paths=paths)
+        ctx.count_acquisition(plan_acquisitions(meta))
+        ctx.record_run(ds.run_id)
+        data = load(ds.run_id)
+        delta = data["frequency"].values
+        out = {}
+        conjugate = None
+        for m in ports:
+            trace = data["S"].sel(out=m, **{"in": m}).values
+            fit, conjugate = fit_reflection(fit_resonance, delta, trace, ds.run_id, conjugate)
+            v = fit.values
+            out[m] = {"frequency": centres[m] + v["f0"], "kappa_ext": v["kappa_ext"],
+                      "kappa_int": v["kappa_int"], "line_gain": abs(v["a"])}  # fmt: skip
+        return NodeResult({"modes": out, "conjugate": bool(conjugate)}, summary="; ".join(
+            f"{m} {v['frequency'] / 1e9:.5f} GHz k_ext {v['kappa_ext'] / 1e6:.2f} MHz"
+            for m, v in out.items()))  # fmt: skip
+
+    def check(self, ctx: CalibrationContext) -> CheckResult:
+        lab = ctx.lab
+        pump_off(lab)
+        modes = ctx.result("modes")["modes"]
+        span = 20 * max(v["kappa_ext"] + v["kappa_int"] for v in modes.values())
+        centres = {m: v["frequency"] for m, v in modes.items()}
+        delta, S, meta = acquire_smatrix(lab, span=span, points=401, centres=centres,
+                                         paths=[(m, m) for m in modes])  # fmt: skip
+        ctx.count_acquisition(plan_acquisitions(meta))
+        bad, offs = [], {}
+        for k, m in enumerate(meta.ports):
+            off = float(resonance_offsets(S[:, k, k], delta))
+            offs[m] = off
+            kappa = modes[m]["kappa_ext"] + modes[m]["kappa_int"]
+            if not (np.isfinite(off) and abs(off) < kappa / 4):
+                bad.append(m)
+        reason = ", ".join(f"{m} {o / 1e6:+.2f} MHz" for m, o in offs.items())
+        return CheckResult(not bad, reason, {"offsets": offs})
+
+
+class PumpTone(Node):
+    """One tone alone at two amplitudes: coupling per volt, Stark shifts, conversion line gains."""
+
+    depends_on = ("modes",)
+    fractions = (1 / 6, 1 / 3)  # of the tone's amplitude limit
+
+    def __init__(self, tone: str) -> None:
+        super().__init__(f"pump_{tone}")
+        self.tone = tone
+
+    def run(self, ctx: CalibrationContext) -> NodeResult:
+        from labnr.fit import calibrate_amplitude, guesses_from_config
+
+        lab, cfg, tone = ctx.lab, ctx.config, self.tone
+        tc = cfg.pumps.tones[tone]
+        modes = ctx.result("modes")["modes"]
+        centres = {m: v["frequency"] for m, v in modes.items()}
+        a, b = tc.modes
+        f = abs(centres[b] - centres[a]) if tc.kind == "conversion" else centres[a] + centres[b]
+        lab.pump.set_tones({t: {"amplitude": 0.0} for t in cfg.pumps.tones}
+                           | {tone: {"amplitude": 0.0, "frequency": f}})  # fmt: skip
+        lab.pump.output(True)
+        amps = [float(tc.max_amplitude) * x for x in self.fractions]
+        # the coupled pair's 2x2 S-matrix, and the other modes' reflections (Stark shifts)
+        ports = list(port_modes(cfg))
+        paths = [(o, i) for o in ports for i in ports if o == i or {o, i} == {a, b}]
+        span = 5 * max(modes[m]["kappa_ext"] + modes[m]["kappa_int"] for m in ports)
+        try:
+            meta = make_plan(lab, span=span, points=POINTS, centres=centres, paths=paths)
+            ds = sweep_pump_amplitude(lab, tone, amps, centres=centres, span=span,
+                                      points=POINTS, paths=paths, progress=False)  # fmt: skip
+        finally:
+            lab.pump.set_tones({tone: {"amplitude": 0.0}})
+            lab.pump.output(False)
+        ctx.count_acquisition(len(amps) * plan_acquisitions(meta))
+        ctx.record_run(ds.run_id)
+        fmodes, links = guesses_from_config(cfg, centres, pump_mode=True, tones=[tone])
+        fmodes = [
+            type(m)(m.name, modes[m.name]["kappa_ext"], modes[m.name]["kappa_int"], m.detuning,
+                    m.stark)
+            for m in fmodes if m.name in ports
+        ]  # fmt: skip
+        data = load(ds.run_id)
+        if ctx.result("modes").get("conjugate"):
+            data["S"] = np.conj(data["S"])  # into the model's convention
+        try:
+            fit = calibrate_amplitude(data, tone, fmodes, links, convention="physics")
+        except TypeError:  # a labnr.fit without the convention argument
+            fit = calibrate_amplitude(data, tone, fmodes, links)
+        v = fit.values
+        eta = float(v[f"eta_{tone}"])
+        stark = {m: float(v.get(f"{m}_stark_{tone}", 0.0)) for m in ports}
+        gains = {f"{o},{i}": float(v[f"gain_out_{o}"] * v[f"gain_in_{i}"])
+                 for o, i in paths if o != i}  # fmt: skip
+        return NodeResult(
+            {"eta": eta, "stark": stark, "line_gain": gains, "frequency": f},
+            summary=f"eta {eta / 1e6:.2f} MHz/V; Stark "
+            + ", ".join(f"{m} {s / 1e6:.1f} MHz/V^2" for m, s in stark.items()),
+        )
+
+
+class LoopPhase(Node):
+    """Loop phase from complex reverse transmissions vs one tone's phase, fitted with the model."""
+
+    name = "loop_phase"
+    n_phase = 6
+    grid = 720
+
+    def __init__(self, tones: Sequence[str]) -> None:
+        super().__init__(depends_on=("modes", *(f"pump_{t}" for t in tones)))
+        self.tones = list(tones)
+
+    def run(self, ctx: CalibrationContext) -> NodeResult:
+        lab, cfg = ctx.lab, ctx.config
+        fwd, rev = cfg.target.paths()
+        model = device_model(ctx)
+        op = solve_operating_point(model, fwd, rev)
+        st = settings_dict(op.settings)
+        tone = self.tones[0]
+        apply_settings(lab, st)
+        reads = PointReads(ctx, rev, op.band_centres)
+        step = self.grid // self.n_phase
+        u = 2 * np.pi * np.arange(self.grid) / self.grid
+        y = []
+        try:
+            for k in range(self.n_phase):
+                lab.pump.set_tones({tone: {"phase": st[tone]["phase"] + u[k * step]}})
+                y.append(model_convention(ctx, reads.read()))
+        finally:
+            lab.pump.set_tones({tone: {"phase": st[tone]["phase"]}})
+        y = np.array(y)  # (n_phase, paths)
+        base = op.settings
+        ms = []
+        for uu in u:
+            s = Settings(
+                base.amplitude, {**base.phase, tone: base.phase[tone] + uu}, base.frequency
+            )
+            S = model.smatrix(s)
+            ms.append([S[model.ports.index(o), model.ports.index(i)] for o, i in rev])
+        ms = np.array(ms)  # (grid, paths)
+        cost = np.zeros(self.grid)
+        factors = np.zeros((self.grid, len(rev)), complex)
+        norm = np.sum(np.abs(y) ** 2, axis=0)
+        for j in range(self.grid):
+            m = ms[(np.arange(self.n_phase) * step + j) % self.grid]
+            kf = np.sum(np.conj(m) * y, axis=0) / np.maximum(np.sum(np.abs(m) ** 2, axis=0), 1e-30)
+            factors[j] = kf
+            cost[j] = np.sum(np.sum(np.abs(y - kf * m) ** 2, axis=0) / norm)
+        j = int(np.argmin(cost))
+        theta = float(np.angle(np.exp(1j * u[j])))
+        kf = factors[j]
+        return NodeResult(
+            {"tone": tone, "theta": {t: (theta if t == tone else 0.0) for t in cfg.pumps.tones},
+             "factors": {f"{o},{i}": [float(c.real), float(c.imag)]
+                         for (o, i), c in zip(rev, kf, strict=True)},
+             "residual": float(cost[j]) / len(rev)},
+            summary=f"loop phase {np.degrees(theta):+.1f} deg on {tone} "
+                    f"(relative misfit {cost[j] / len(rev):.2g})",
+        )  # fmt: skip
+
+
+class OperatingPoint(Node):
+    """Solve with the fitted model, apply, refine on the reverse transmissions, measure."""
+
+    name = "operating_point"
+    depends_on = ("loop_phase",)
+    max_reads = 9
+    min_isolation_db = 30.0
+    goal_db = 50.0
+
+    def __init__(self, tones: Sequence[str]) -> None:
+        super().__init__(depends_on=("modes", "loop_phase", *(f"pump_{t}" for t in tones)))
+        self.tones = list(tones)
+
+    def run(self, ctx: CalibrationContext) -> NodeResult:
+        lab, cfg = ctx.lab, ctx.config
+        fwd, rev = cfg.target.paths()
+        lp = ctx.result("loop_phase")
+        model = device_model(ctx, lp["theta"])
+        op = solve_operating_point(model, fwd, rev)
+        base = op.settings
+        st = settings_dict(base)
+        apply_settings(lab, st)
+        reads = PointReads(ctx, rev, op.band_centres)
+        kf = np.array([complex(*lp["factors"][f"{o},{i}"]) for o, i in rev])
+        tone0 = lp["tone"]
+        knobs = [("phase", tone0)] + [("amplitude", t) for t in self.tones]
+        limits = {t: float(cfg.pumps.tones[t].max_amplitude) for t in self.tones}
+
+        def settings_at(x: np.ndarray) -> Settings:
+            amp, ph = dict(base.amplitude), dict(base.phase)
+            for (kind, t), dx in zip(knobs, x, strict=True):
+                if kind == "phase":
+                    ph[t] += dx
+                else:
+                    amp[t] = float(np.clip(amp[t] + dx, 0.0, limits[t]))
+            return Settings(amp, ph, base.frequency)
+
+        def predicted(x: np.ndarray) -> np.ndarray:
+            S = model.smatrix(settings_at(x))
+            return kf * np.array([S[model.ports.index(o), model.ports.index(i)] for o, i in rev])
+
+        def real(z: np.ndarray) -> np.ndarray:
+            return np.r_[z.real, z.imag]
+
+        scale = np.array([1e-3] + [1e-3 * max(base.amplitude[t], 1e-3) for t in self.tones])
+        x = np.zeros(len(knobs))
+        p0 = predicted(x)
+        J = np.stack([(real(predicted(x + e)) - real(p0)) / h
+                      for e, h in ((np.eye(len(x))[k] * scale[k], scale[k])
+                                   for k in range(len(x)))], axis=1)  # fmt: skip
+        y = model_convention(ctx, reads.read())
+        ctx.log.info("refine start: measured %s, predicted %s", y / kf, p0 / kf)
+        level = np.abs(kf)  # |S_rev| of a fully transmitted path, in raw units
+        history = [float(np.min(20 * np.log10(level / np.maximum(np.abs(y), 1e-15))))]
+        max_step = np.array([0.1] + [0.1 * max(base.amplitude[t], 1e-3) for t in self.tones])
+        n_reads = len(rev)
+        best = (history[0], x.copy())
+        while n_reads + len(rev) <= self.max_reads:
+            if history[-1] >= self.goal_db:
+                break
+            dx = -np.linalg.lstsq(J, real(y), rcond=None)[0]
+            dx = np.clip(dx, -max_step, max_step)
+            x_new = x + dx
+            s = settings_at(x_new)
+            lab.pump.set_tones({t: {"amplitude": s.amplitude[t], "phase": s.phase[t]}
+                                for t in self.tones})  # fmt: skip
+            y_new = model_convention(ctx, reads.read())
+            n_reads += len(rev)
+            dy = real(y_new) - real(y)
+            J = J + np.outer(dy - J @ dx, dx) / float(dx @ dx)
+            x, y = x_new, y_new
+            history.append(float(np.min(20 * np.log10(level / np.maximum(np.abs(y), 1e-15)))))
+            if history[-1] > best[0]:
+                best = (history[-1], x.copy())
+            ctx.log.info(
+                "refine: dx %s, per path %s dB",
+                np.round(dx, 4),
+                np.round(20 * np.log10(level / np.maximum(np.abs(y), 1e-15)), 1),
+            )
+        x = best[1]  # the best settings read (a Broyden step can overshoot)
+        final = settings_at(x)
+        lab.pump.set_tones({t: {"amplitude": final.amplitude[t], "phase": final.phase[t]}
+                            for t in self.tones})  # fmt: skip
+        st = {t: {"amplitude": float(final.amplitude[t]), "phase": float(final.phase[t]),
+                  "frequency": float(final.frequency[t])} for t in self.tones}  # fmt: skip
+        gains = line_gains(ctx)
+        meas = measured_figures(ctx, op.band_centres, gains)
+        return NodeResult(
+            {"settings": st, "band_centres": op.band_centres, "line_gain": gains,
+             "predicted": {"isolation_db": op.isolation_db,
+                           "insertion_loss_db": op.insertion_loss_db,
+                           "reflection_db": op.reflection_db},
+             "refine_isolation_db": history, "measured": meas,
+             "acquisitions": ctx.acquisitions},
+            summary=f"isolation {meas['isolation_db']:.1f} dB, insertion loss "
+                    f"{meas['insertion_loss_db']:.2f} dB, "
+                    f"reflection {meas['reflection_db']:.1f} dB "
+                    f"(refine: {' -> '.join(f'{h:.1f}' for h in history)})",
+        )  # fmt: skip
+
+    def check(self, ctx: CalibrationContext) -> CheckResult:
+        r = ctx.result(self.name)
+        apply_settings(ctx.lab, r["settings"])
+        meas = measured_figures(ctx, r["band_centres"], r["line_gain"])
+        ok = meas["isolation_db"] >= self.min_isolation_db
+        return CheckResult(bool(ok), f"isolation {meas['isolation_db']:.1f} dB", meas,
+                           run_ids=[meas["run_id"]])  # fmt: skip

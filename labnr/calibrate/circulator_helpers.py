@@ -1,0 +1,183 @@
+"""Helpers of the circulator calibration nodes: point reads, the device model, figures.
+
+Split from :mod:`labnr.calibrate.circulator` (which documents the graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from labnr.calibrate.node import CalibrationContext
+from labnr.calibrate.operating_point import (
+    DeviceModel,
+    ModeModel,
+    Settings,
+    ToneModel,
+    figures,
+)
+from labnr.measure import load, make_plan, measure_smatrix
+from labnr.measure.acquire import port_modes
+
+__all__ = [
+    "PointReads",
+    "apply_flux",
+    "apply_settings",
+    "device_model",
+    "fit_reflection",
+    "line_gains",
+    "measured_figures",
+    "model_convention",
+    "plan_acquisitions",
+    "pump_off",
+    "settings_dict",
+    "settings_of",
+]
+
+
+def plan_acquisitions(meta: Any) -> int:
+    """VNA acquisitions a plan makes: one per plain group, one per other element."""
+    plan = meta.plan
+    grouped = {(o, i) for g in plan.groups for o in g for i in g}
+    n_groups = sum(any((o, i) in plan.elements for o in g for i in g) for g in plan.groups)
+    return n_groups + sum(e not in grouped for e in plan.elements)
+
+
+def pump_off(lab: Any) -> None:
+    if lab.pump is not None:
+        lab.pump.output(False)
+
+
+def apply_flux(lab: Any, offset_current: float) -> None:
+    flux = lab.flux
+    if abs(flux.offset_current() - offset_current) > 1e-12:
+        flux.offset_current(offset_current)
+    if not flux.output():
+        flux.output(True)
+    if abs(flux.flux()) > 1e-6:
+        flux.flux(0.0)
+
+
+def apply_settings(lab: Any, st: Mapping[str, Mapping[str, float]]) -> None:
+    lab.pump.set_tones({t: dict(v) for t, v in st.items()})
+    lab.pump.output(True)
+
+
+def settings_dict(s: Settings) -> dict[str, dict[str, float]]:
+    return {
+        t: {"amplitude": float(s.amplitude[t]), "phase": float(s.phase[t]),
+            "frequency": float(s.frequency[t])}
+        for t in s.amplitude
+    }  # fmt: skip
+
+
+def settings_of(d: Mapping[str, Mapping[str, float]]) -> Settings:
+    return Settings(
+        {t: v["amplitude"] for t, v in d.items()},
+        {t: v["phase"] for t, v in d.items()},
+        {t: v["frequency"] for t, v in d.items()},
+    )
+
+
+class PointReads:
+    """Complex point reads of chosen (out, in) elements at the band centres (1 acquisition each)."""
+
+    def __init__(self, ctx: CalibrationContext, paths: Sequence[tuple[str, str]],
+                 centres: Mapping[str, float]) -> None:  # fmt: skip
+        lab = ctx.lab
+        self.ctx, self.lab, self.paths = ctx, lab, list(paths)
+        ports = sorted({m for p in paths for m in p}, key=list(port_modes(lab.config)).index)
+        meta = make_plan(lab, span=1e3, points=2, centres=dict(centres), paths=self.paths,
+                         ports=ports)  # fmt: skip
+        self.meta = meta
+        num = meta.port_numbers
+        self.reads = []
+        for o, i in self.paths:
+            m = meta.plan.maps[(o, i)]
+            self.reads.append(
+                (
+                    (num[o], num[i]),
+                    float(meta.plan.centres[i]),
+                    float(m.offset),
+                    float(m.multiplier),
+                )
+            )
+
+    def read(self) -> np.ndarray:
+        out = []
+        for pair, f, offset, mult in self.reads:
+            out.append(complex(self.lab.vna.point([pair], f, offset, mult)[0]))
+            self.ctx.count_acquisition()
+        return np.array(out)
+
+
+def device_model(ctx: CalibrationContext, theta: Mapping[str, float] | None = None) -> DeviceModel:
+    """The :class:`DeviceModel` from the ``modes`` and ``pump_<tone>`` results."""
+    cfg = ctx.config
+    modes_r = ctx.result("modes")["modes"]
+    modes = {
+        m: ModeModel(v["frequency"], v["kappa_ext"], v["kappa_int"]) for m, v in modes_r.items()
+    }
+    tones = {}
+    for t, tc in cfg.pumps.tones.items():
+        r = ctx.result(f"pump_{t}")
+        tones[t] = ToneModel(tuple(tc.modes), tc.kind, r["eta"], float((theta or {}).get(t, 0.0)),
+                             float(tc.max_amplitude), dict(r["stark"]))  # fmt: skip
+    return DeviceModel(modes, tones, list(port_modes(cfg)))
+
+
+def line_gains(ctx: CalibrationContext) -> dict[str, float]:
+    """|line gain| of every measured element ``"out,in"`` from the mode and pump fits."""
+    out = {f"{m},{m}": v["line_gain"] for m, v in ctx.result("modes")["modes"].items()}
+    for t in ctx.config.pumps.tones:
+        out.update(ctx.result(f"pump_{t}")["line_gain"])
+    return out
+
+
+def measured_figures(
+    ctx: CalibrationContext, centres: Mapping[str, float], gains: Mapping[str, float]
+) -> dict[str, Any]:
+    """One stored S-matrix at band centre (narrow span); figures with the line gains removed."""
+    lab, cfg = ctx.lab, ctx.config
+    ds = measure_smatrix(lab, centres=dict(centres), span=2e6, points=5, progress=False)
+    ctx.record_run(ds.run_id)
+    meta = make_plan(lab, centres=dict(centres), span=2e6, points=5)
+    ctx.count_acquisition(plan_acquisitions(meta))
+    data = load(ds.run_id)
+    ports = [str(p) for p in data["out"].values]
+    S = data["S"].isel(frequency=data.sizes["frequency"] // 2).sel(out=ports, **{"in": ports})
+    S = np.asarray(S.values, dtype=complex)
+    for a, o in enumerate(ports):
+        for b, i in enumerate(ports):
+            S[a, b] /= gains.get(f"{o},{i}", 1.0)
+    fwd, rev = cfg.target.paths()
+    iso, loss, refl = figures(S, SimpleNamespace(ports=ports), fwd, rev)  # type: ignore[arg-type]
+    return {"isolation_db": iso, "insertion_loss_db": loss, "reflection_db": refl,
+            "run_id": ds.run_id,
+            "S_db": (20 * np.log10(np.maximum(np.abs(S), 1e-15))).round(2).tolist()}  # fmt: skip
+
+
+def fit_reflection(fit_resonance: Any, delta: np.ndarray, trace: np.ndarray, run_id: Any,
+                    conjugate: bool | None) -> tuple[Any, bool]:  # fmt: skip
+    """Fit a reflection in the model's phasor convention; find the VNA's convention once.
+
+    The model works with e^{-i w t}; an analyser reporting e^{+j w t} (engineering
+    convention) shows the complex conjugate. Both are tried the first time.
+    """
+    tries = [conjugate] if conjugate is not None else [False, True]
+    err: Exception | None = None
+    for conj in tries:
+        try:
+            return fit_resonance(delta, np.conj(trace) if conj else trace, run_id=run_id), conj
+        except Exception as exc:  # noqa: BLE001 - try the other convention
+            err = exc
+    assert err is not None
+    raise err
+
+
+def model_convention(ctx: CalibrationContext, z: np.ndarray) -> np.ndarray:
+    """Measured phasors in the model's convention (conjugated if the VNA's is the other)."""
+    return np.conj(z) if ctx.result("modes").get("conjugate") else z
