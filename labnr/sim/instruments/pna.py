@@ -58,8 +58,7 @@ Behaviour
   formula ``new/n + old (n - 1)/n`` (for b = 1).
 - Electrical delay only affects formatted data (``FDATA``); ``SDATA`` is read
   before the delay block of the PNA data map, as on the real analyzer.
-- Data are kept in double precision (the real PNA stores 32-bit floats).
-- Without a backend the emulator measures zeros and advances its own clock.
+- Data stay in double precision (the real PNA: 32-bit); without a backend it measures zeros.
 - With RF off (``OUTP OFF``) the request carries ``-inf`` dBm on every port.
 """
 
