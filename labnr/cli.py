@@ -9,6 +9,9 @@ demo
 calibrate CONFIG [--from NODE] [--json]
     Run the calibration graph of the config's device (labnr.calibrate.run).
 
+lock CONFIG [--duration 24h] [--json]
+    Calibrate (or check) and lock the device (labnr.lock.cli).
+
 sim serve DEVICE
     Serve a virtual lab (simulated device + emulated instruments on loopback).
 sim fault ADDRESS KIND [VALUE]
@@ -125,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_calibrate_arguments(cal)
     cal.set_defaults(func=cmd_calibrate)
+    from labnr.lock.cli import add_lock_arguments, cmd_lock
+
+    lock = sub.add_parser("lock", help="hold a calibrated device at its operating point")
+    add_lock_arguments(lock)
+    lock.set_defaults(func=cmd_lock)
     from labnr.sim.cli import add_parser as add_sim_parser
 
     add_sim_parser(sub)

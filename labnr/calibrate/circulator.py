@@ -39,6 +39,7 @@ from labnr.calibrate.circulator_helpers import (
     measured_figures,
     model_convention,
     plan_acquisitions,
+    point_figures,
     pump_off,
     settings_dict,
 )
@@ -74,7 +75,7 @@ class FluxSweetSpot(Node):
     """Reflection vs flux; the highest resonance of the tunable modes becomes flux 0."""
 
     name = "flux_sweet_spot"
-    n_flux = 11
+    n_coarse = 5  # then 2 fine points around the highest
     max_range = 1e-3  # A, either side of 0 A
 
     def tunable(self, ctx: CalibrationContext) -> list[str]:
@@ -83,29 +84,51 @@ class FluxSweetSpot(Node):
     def run(self, ctx: CalibrationContext) -> NodeResult:
         lab, cfg = ctx.lab, ctx.config
         flux = lab.flux
-        tunable = self.tunable(ctx)
+        # one tunable mode suffices to find the sweet spot (they share the loop's flux)
+        tunable = self.tunable(ctx)[:1]
         pump_off(lab)
         if not flux.output():
             flux.output(True)  # switches on at 0 A
         lo, hi = flux.current_limits
         r = min(self.max_range, 0.5 * (hi - lo) / 2)
-        currents = np.linspace(-r, r, self.n_flux)
-        values = np.array([flux.current_to_flux(i) for i in currents])
-        ds = sweep_flux(lab, values, points=401, ports=tunable, progress=False)
-        ctx.count_acquisition(len(values) * len(tunable))
-        ctx.record_run(ds.run_id)
-        data = load(ds.run_id)
-        fl, delta = data["flux"].values, data["frequency"].values
+        # a coarse scan, then two points either side of its highest resonance
+        coarse = np.linspace(-r, r, self.n_coarse)
+        fl_all, f_all, run_ids = [], {m: [] for m in tunable}, []
+
+        def scan(currents: np.ndarray) -> None:
+            values = np.array([flux.current_to_flux(i) for i in currents])
+            ds = sweep_flux(lab, values, points=401, ports=tunable, progress=False)
+            ctx.count_acquisition(len(values) * len(tunable))
+            ctx.record_run(ds.run_id)
+            run_ids.append(ds.run_id)
+            data = load(ds.run_id)
+            fl_all.extend(data["flux"].values.tolist())
+            delta = data["frequency"].values
+            for m in tunable:
+                f_all[m].extend(
+                    resonance_offsets(data["S"].sel(out=m, **{"in": m}).values, delta).tolist()
+                )
+
+        scan(coarse)
+        f0 = np.asarray(f_all[tunable[0]], dtype=float)
+        if np.isfinite(f0).any():
+            k = int(np.nanargmax(f0))
+            h = (coarse[1] - coarse[0]) / 3
+            fine = np.array([c for c in (coarse[k] - h, coarse[k] + h) if lo <= c <= hi])
+            if fine.size:
+                scan(fine)
+        order = np.argsort(fl_all)
+        fl = np.asarray(fl_all)[order]
         tops, freqs = [], {}
         for m in tunable:
-            f_res = resonance_offsets(data["S"].sel(out=m, **{"in": m}).values, delta)
+            f_res = np.asarray(f_all[m], dtype=float)[order]
             found = sweet_spot(fl, f_res)
             if found is not None:
                 tops.append(found[0])
                 freqs[m] = float(cfg.modes[m].frequency + found[1])
         if not tops:
             return NodeResult.failure("no resonance of the tunable modes found at any flux",
-                                      run_ids=[ds.run_id])  # fmt: skip
+                                      run_ids=run_ids)  # fmt: skip
         i_top = float(flux.flux_to_current(float(np.mean(tops))))
         flux.offset_current(i_top)
         flux.flux(0.0)
@@ -214,7 +237,9 @@ class PumpTone(Node):
         amps = [float(tc.max_amplitude) * x for x in self.fractions]
         # the coupled pair's 2x2 S-matrix, and the other modes' reflections (Stark shifts)
         ports = list(port_modes(cfg))
-        paths = [(o, i) for o in ports for i in ports if o == i or {o, i} == {a, b}]
+        # one conversion direction suffices: with the reflections it fixes every port's
+        # input and output gain, hence the other direction's line gain too
+        paths = [(m, m) for m in ports] + [(b, a)]
         span = 5 * max(modes[m]["kappa_ext"] + modes[m]["kappa_int"] for m in ports)
         try:
             meta = make_plan(lab, span=span, points=POINTS, centres=centres, paths=paths)
@@ -242,7 +267,7 @@ class PumpTone(Node):
         eta = float(v[f"eta_{tone}"])
         stark = {m: float(v.get(f"{m}_stark_{tone}", 0.0)) for m in ports}
         gains = {f"{o},{i}": float(v[f"gain_out_{o}"] * v[f"gain_in_{i}"])
-                 for o, i in paths if o != i}  # fmt: skip
+                 for o, i in ((b, a), (a, b))}  # fmt: skip
         return NodeResult(
             {"eta": eta, "stark": stark, "line_gain": gains, "frequency": f},
             summary=f"eta {eta / 1e6:.2f} MHz/V; Stark "
@@ -254,7 +279,7 @@ class LoopPhase(Node):
     """Loop phase from complex reverse transmissions vs one tone's phase, fitted with the model."""
 
     name = "loop_phase"
-    n_phase = 6
+    n_phase = 3
     grid = 720
 
     def __init__(self, tones: Sequence[str]) -> None:
@@ -315,9 +340,9 @@ class OperatingPoint(Node):
 
     name = "operating_point"
     depends_on = ("loop_phase",)
-    max_reads = 9
+    max_reads = 9  # reverse point reads of the refinement (3 per read)
     min_isolation_db = 30.0
-    goal_db = 50.0
+    goal_db = 45.0
 
     def __init__(self, tones: Sequence[str]) -> None:
         super().__init__(depends_on=("modes", "loop_phase", *(f"pump_{t}" for t in tones)))
@@ -354,49 +379,67 @@ class OperatingPoint(Node):
         def real(z: np.ndarray) -> np.ndarray:
             return np.r_[z.real, z.imag]
 
-        scale = np.array([1e-3] + [1e-3 * max(base.amplitude[t], 1e-3) for t in self.tones])
-        x = np.zeros(len(knobs))
-        p0 = predicted(x)
-        J = np.stack([(real(predicted(x + e)) - real(p0)) / h
-                      for e, h in ((np.eye(len(x))[k] * scale[k], scale[k])
-                                   for k in range(len(x)))], axis=1)  # fmt: skip
-        y = model_convention(ctx, reads.read())
-        ctx.log.info("refine start: measured %s, predicted %s", y / kf, p0 / kf)
+        scale = np.array([1e-4] + [1e-4 * max(base.amplitude[t], 1e-3) for t in self.tones])
+
+        def jacobian(x: np.ndarray) -> np.ndarray:
+            """Model Jacobian (times the fitted line factors) of the reverse reads at ``x``."""
+            cols = []
+            for k in range(len(x)):
+                e = np.eye(len(x))[k] * scale[k]
+                cols.append((real(predicted(x + e)) - real(predicted(x - e))) / (2 * scale[k]))
+            return np.stack(cols, axis=1)
+
         level = np.abs(kf)  # |S_rev| of a fully transmitted path, in raw units
-        history = [float(np.min(20 * np.log10(level / np.maximum(np.abs(y), 1e-15))))]
-        max_step = np.array([0.1] + [0.1 * max(base.amplitude[t], 1e-3) for t in self.tones])
-        n_reads = len(rev)
-        best = (history[0], x.copy())
-        while n_reads + len(rev) <= self.max_reads:
-            if history[-1] >= self.goal_db:
-                break
-            dx = -np.linalg.lstsq(J, real(y), rcond=None)[0]
-            dx = np.clip(dx, -max_step, max_step)
-            x_new = x + dx
-            s = settings_at(x_new)
+
+        def iso_db(z: np.ndarray) -> np.ndarray:
+            return 20 * np.log10(level / np.maximum(np.abs(z), 1e-15))
+
+        def apply(x: np.ndarray) -> None:
+            s = settings_at(x)
             lab.pump.set_tones({t: {"amplitude": s.amplitude[t], "phase": s.phase[t]}
                                 for t in self.tones})  # fmt: skip
-            y_new = model_convention(ctx, reads.read())
+
+        y_raw = reads.read()
+        y = model_convention(ctx, y_raw)
+        ctx.log.info("refine start: measured %s, predicted %s", y / kf, predicted(np.zeros(4)) / kf)
+        history = [float(np.min(iso_db(y)))]
+        max_step = np.array([0.1] + [0.1 * max(base.amplitude[t], 1e-3) for t in self.tones])
+        n_reads = len(rev)
+        x_best, y_best, y_best_raw = np.zeros(len(knobs)), y, y_raw
+        cost_best = float(np.sum(np.abs(y / level) ** 2))
+        dx = None
+        # damped Gauss-Newton on the measured reverse reads with the model's Jacobian:
+        # a step is kept only if the measured reverse transmission falls, else halved
+        while n_reads + len(rev) <= self.max_reads and history[-1] < self.goal_db:
+            if dx is None:
+                J = jacobian(x_best)
+                dx = -np.linalg.lstsq(J, real(y_best), rcond=None)[0]
+                over = np.max(np.abs(dx) / max_step)
+                if over > 1:
+                    dx = dx / over
+            x_new = x_best + dx
+            apply(x_new)
+            y_raw = reads.read()
+            y_new = model_convention(ctx, y_raw)
             n_reads += len(rev)
-            dy = real(y_new) - real(y)
-            J = J + np.outer(dy - J @ dx, dx) / float(dx @ dx)
-            x, y = x_new, y_new
-            history.append(float(np.min(20 * np.log10(level / np.maximum(np.abs(y), 1e-15)))))
-            if history[-1] > best[0]:
-                best = (history[-1], x.copy())
-            ctx.log.info(
-                "refine: dx %s, per path %s dB",
-                np.round(dx, 4),
-                np.round(20 * np.log10(level / np.maximum(np.abs(y), 1e-15)), 1),
-            )
-        x = best[1]  # the best settings read (a Broyden step can overshoot)
+            cost = float(np.sum(np.abs(y_new / level) ** 2))
+            history.append(float(np.min(iso_db(y_new))))
+            ctx.log.info("refine: dx %s, per path %s dB", np.round(dx, 4),
+                         np.round(iso_db(y_new), 1))  # fmt: skip
+            if cost < cost_best:
+                x_best, y_best, y_best_raw, cost_best = x_new, y_new, y_raw, cost
+                dx = None  # a new Gauss-Newton step from here
+            else:
+                dx = dx / 2
+        x = x_best
         final = settings_at(x)
-        lab.pump.set_tones({t: {"amplitude": final.amplitude[t], "phase": final.phase[t]}
-                            for t in self.tones})  # fmt: skip
+        apply(x)  # the best settings read (a rejected step may have been the last)
         st = {t: {"amplitude": float(final.amplitude[t]), "phase": float(final.phase[t]),
                   "frequency": float(final.frequency[t])} for t in self.tones}  # fmt: skip
         gains = line_gains(ctx)
-        meas = measured_figures(ctx, op.band_centres, gains)
+        # the figures: reverse from the best read (taken at these settings), forward and
+        # reflections by point reads at the band centres
+        meas = point_figures(ctx, op.band_centres, gains, dict(zip(rev, y_best_raw, strict=True)))
         return NodeResult(
             {"settings": st, "band_centres": op.band_centres, "line_gain": gains,
              "predicted": {"isolation_db": op.isolation_db,

@@ -32,6 +32,7 @@ __all__ = [
     "measured_figures",
     "model_convention",
     "plan_acquisitions",
+    "point_figures",
     "pump_off",
     "settings_dict",
     "settings_of",
@@ -157,6 +158,35 @@ def measured_figures(
     iso, loss, refl = figures(S, SimpleNamespace(ports=ports), fwd, rev)  # type: ignore[arg-type]
     return {"isolation_db": iso, "insertion_loss_db": loss, "reflection_db": refl,
             "run_id": ds.run_id,
+            "S_db": (20 * np.log10(np.maximum(np.abs(S), 1e-15))).round(2).tolist()}  # fmt: skip
+
+
+def point_figures(
+    ctx: CalibrationContext,
+    centres: Mapping[str, float],
+    gains: Mapping[str, float],
+    known: Mapping[tuple[str, str], complex] | None = None,
+) -> dict[str, Any]:
+    """Figures from point reads at band centre of the forward, reverse and reflection paths.
+
+    ``known``: elements already read at the present settings (not read again).
+    One acquisition per element read; line gains removed as in :func:`measured_figures`.
+    """
+    cfg = ctx.config
+    fwd, rev = cfg.target.paths()
+    ports = list(port_modes(cfg))
+    used = [p for p in [*fwd, *rev, *((m, m) for m in ports)]]
+    known = dict(known or {})
+    todo = [p for p in dict.fromkeys(used) if p not in known]
+    values = dict(known)
+    if todo:
+        values.update(zip(todo, PointReads(ctx, todo, centres).read(), strict=True))
+    S = np.zeros((len(ports), len(ports)), complex)
+    for (o, i), z in values.items():
+        S[ports.index(o), ports.index(i)] = z / gains.get(f"{o},{i}", 1.0)
+    iso, loss, refl = figures(S, SimpleNamespace(ports=ports), fwd, rev)  # type: ignore[arg-type]
+    return {"isolation_db": iso, "insertion_loss_db": loss, "reflection_db": refl,
+            "run_id": None, "reads": len(todo),
             "S_db": (20 * np.log10(np.maximum(np.abs(S), 1e-15))).round(2).tolist()}  # fmt: skip
 
 
