@@ -25,13 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from labnr.lock.controller import LockController, model_jacobian, network_elements
+from labnr.lock.controller import (
+    ControllerSettings,
+    LockController,
+    model_jacobian,
+    network_elements,
+)
 from labnr.lock.lab import LabPlant
 from labnr.lock.log import LockLog, write_qcodes
 from labnr.lock.plant import ErrorSignal, element_name
 from labnr.lock.supervisor import LockSupervisor, Reacquisition, SupervisorSettings
 
 __all__ = ["add_lock_arguments", "cmd_lock", "parse_duration", "run_lock"]
+
+NOISE_READS = 4  # reads at lock start that estimate the read noise
 
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -89,6 +96,13 @@ class _LabLock:
             chain[element_name(o, i)] = np.conj(kf) if self.convention == "vna" else kf
         first = self.plant.read()
         self.first = first
+        # read noise of one error component, from a few repeated reads (the
+        # controller's innovation test and drift estimate need the real one;
+        # its default 1e-3 is a single unaveraged reading at unit forward gain)
+        errs = [self.signal.error(first.s)] + [
+            self.signal.error(self.plant.read().s) for _ in range(NOISE_READS - 1)
+        ]
+        self.read_noise = float(np.sqrt(np.mean(np.var(errs, axis=0, ddof=1))))
         model_s = network_elements(self.network_of(self.values()), convention=self.convention)  # type: ignore[arg-type]
         for o, i in self.fwd:
             n = element_name(o, i)
@@ -153,7 +167,8 @@ def run_lock(lab: Any, duration: float, *, out: Any = None) -> tuple[dict[str, A
 
     plant = lock.plant
     holder["plant"] = plant
-    controller = LockController(list(plant.knobs()), lock.jacobian())
+    tuning = ControllerSettings(read_noise=lock.read_noise)
+    controller = LockController(list(plant.knobs()), lock.jacobian(), tuning)
     settings = SupervisorSettings(reference_forward=lock.reference_forward)
     sup = LockSupervisor(plant, controller, lock.signal, reacquire, settings)
     try:

@@ -70,7 +70,9 @@ class SupervisorSettings:
     mismatch_reads : int
         Reads in a row with such an error that make a mismatch without a jump.
     reference_forward : float
-        Calibrated forward transmission :math:`|S_{fwd}|` (linear).
+        Calibrated forward transmission :math:`|S_{fwd}|` (linear), measurement
+        chain included. Also scales the error targets (``target_isolation_db``,
+        the default ``mismatch_floor``), which are isolations relative to it.
     gain_limit_db : float
         Instability: any :math:`|S|` this far above ``reference_forward``.
     growth_db, growth_reads : float, int
@@ -221,8 +223,12 @@ class LockSupervisor:
             units = {n: knobs[n].unit for n in controller.names if n in knobs}
             log = LockLog(signal.reverse_names, controller.names, units)
         self.log = log
+        # the error is in absolute S units: a path at ``x`` dB isolation has
+        # |S_rev| = |S_fwd| 10**(-x/20), and |S_fwd| includes the measurement
+        # chain (about -12 dB on a lab fridge), so the targets scale with it
+        fwd = st.reference_forward
         self.scheduler = ReadScheduler(
-            st.max_duty, signal.target_error(st.target_isolation_db), st.min_interval,
+            st.max_duty, fwd * signal.target_error(st.target_isolation_db), st.min_interval,
             st.max_interval,
         )  # fmt: skip
         self.status = "idle"
@@ -235,7 +241,9 @@ class LockSupervisor:
         self._low = 0
         self._unreachable = 0
         self._floor = (
-            signal.target_error(st.lock_db) if st.mismatch_floor is None else st.mismatch_floor
+            fwd * signal.target_error(st.lock_db)
+            if st.mismatch_floor is None
+            else st.mismatch_floor
         )
         self._relocks_in_row = 0
         self._start = 0.0
