@@ -4,21 +4,25 @@ The graph (see :func:`labnr.calibrate.run.build_graph`)::
 
     flux_sweet_spot -> modes -> pump_<tone> (one per tone) -> loop_phase -> operating_point
 
-- ``flux_sweet_spot``: reflection vs flux of the flux-tunable port modes; the
-  sweet spot (highest resonance) becomes flux 0 (``offset_current``).
-- ``modes``: pumps off, reflection of every port mode, :func:`fit_resonance`:
-  frequency, κ_ext, κ_int, and the line gain of each reflection.
-- ``pump_<tone>``: that tone alone at two amplitudes, the two coupled modes'
-  2x2 S-matrix, :func:`labnr.fit.calibrate_amplitude`: coupling per volt η,
-  Stark coefficients, and the line gains of the conversion paths.
-- ``loop_phase``: all tones on at the model's operating point (line phases 0),
-  one tone's phase stepped around the circle, complex point reads of the
-  reverse transmissions; the model is fitted to them for the loop phase
-  (put on that tone's θ) and a complex line factor per reverse path.
-- ``operating_point``: :func:`solve_operating_point` with the fitted model,
-  applied, refined by Broyden steps on the complex reverse transmissions
-  (point reads, Jacobian from the model times the fitted line factors), then
-  one S-matrix at band centre gives the measured figures.
+- ``flux_sweet_spot`` (7 acquisitions): reflection vs flux of the first
+  flux-tunable port mode, 5 coarse points over the safe range then 2 around
+  the highest; a parabola gives the sweet spot, which becomes flux 0
+  (``offset_current``).
+- ``modes`` (one per port): pumps off, reflection of every port mode,
+  :func:`fit_resonance`: frequency, κ_ext, κ_int, and each reflection's line gain.
+- ``pump_<tone>`` (8 each): that tone alone at two amplitudes, the three
+  reflections and one conversion direction, :func:`labnr.fit.calibrate_amplitude`:
+  coupling per volt η, Stark coefficients of every mode, line gains.
+- ``loop_phase`` (9): all tones on at the model's operating point, one tone's
+  phase at 3 values, complex point reads of the reverse transmissions; the
+  model is fitted to them for the loop phase (put on that tone's θ) and a
+  complex line factor per reverse path.
+- ``operating_point`` (9-15): :func:`solve_operating_point` with the fitted
+  model, applied, then damped Gauss-Newton steps on the measured complex
+  reverse transmissions (Jacobian from the model times the fitted line
+  factors; a step is kept only if the measured reverse power drops, else
+  halved), then point reads of the forward paths and reflections give the
+  measured figures.
 
 Every VNA acquisition is counted with ``ctx.count_acquisition``.
 """
