@@ -157,8 +157,7 @@ def run_lock(lab: Any, duration: float, *, out: Any = None) -> tuple[dict[str, A
             # the supervisor keeps its plant: move the new settings into it
             new = _LabLock(lab, c)
             plant = holder["plant"]
-            plant._values.update(new.plant._values)
-            plant._specs.update(new.plant._specs)
+            plant.adopt_operating_point(new.plant)
             iso = lock.isolation_db()
             return Reacquisition(iso >= 30.0, jacobian=new.jacobian(),
                                  message=f"re-ran operating_point: {iso:.1f} dB")  # fmt: skip

@@ -124,6 +124,15 @@ class LabPlant:
             )  # fmt: skip
 
     # ------------------------------------------------------------------ Plant protocol
+    def adopt_operating_point(self, other: LabPlant) -> None:
+        """Take over the knob values and limits of a plant built at a new operating point.
+
+        Used after a re-calibration: the supervisor keeps this plant object, so
+        the new settings (already written to the pumps) are copied into it.
+        """
+        self._values.update(other._values)
+        self._specs.update(other._specs)
+
     def knobs(self) -> dict[str, KnobSpec]:
         out = {}
         for name, spec in self._specs.items():
