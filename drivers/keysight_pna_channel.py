@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .keysight_pna_params import channel_catalog, format_value, sparameter_label
+from .parsing import is_no_error, parse_bool, parse_fields, parse_int, parse_number
 
 if TYPE_CHECKING:
     from .keysight_pna import KeysightPNAXBase
@@ -311,13 +312,18 @@ def _measurement_numbers(pna: PNATransport, chan: int, names: Sequence[str]) -> 
     if len(reply) != len(names):
         pna.check_errors(f"reading the measurement numbers of channel {chan}")
         raise ValueError(f"measurement numbers of {list(names)}: unexpected reply {reply!r}")
-    return [int(r) for r in reply]
+    return [parse_int(r, f"measurement number of {n!r}") for r, n in zip(reply, names, strict=True)]
 
 
 def _read_timing(pna: PNATransport, chan: int) -> tuple[bool, int, float]:
     reply = pna.ask_raw(f"SENS{chan}:AVER?;:SENS{chan}:AVER:COUN?;:SENS{chan}:SWE:TIME?")
-    state, count, seconds = reply.split(";")
-    return state.strip() in ("1", "+1", "ON"), int(count), float(seconds)
+    state, count, seconds = parse_fields(reply, 3, f"averaging and sweep time of channel {chan}")
+    what = f"channel {chan}"
+    return (
+        parse_bool(state, f"{what} averaging state"),
+        parse_int(count, f"{what} averaging factor"),
+        parse_number(seconds, f"{what} sweep time"),
+    )
 
 
 def _describe(config: ChannelConfig) -> str:
@@ -343,7 +349,7 @@ def acquire(pna: PNATransport, prep: PreparedChannel) -> npt.NDArray[np.complex1
     with pna.sweep_timeout(prep.duration):
         reply = pna.ask_raw(prep.trigger)
     opc, _, error = reply.partition(";")
-    if error.strip().split(",", 1)[0].lstrip("+") != "0":
+    if not is_no_error(error):
         pna.check_errors(f"sweeping channel {prep.channel}", first_reply=error)
     npoints = prep.stimulus.size
     out = np.empty((npoints, len(prep.reads)), dtype=np.complex128)

@@ -18,6 +18,8 @@ from qcodes import validators as vals
 from qcodes.instrument import InstrumentChannel
 from qcodes.parameters import Parameter, ParameterWithSetpoints, create_on_off_val_mapping
 
+from .parsing import ReplyError, parse_error, parse_int, parse_number
+
 if TYPE_CHECKING:
     from .keysight_pna import KeysightPNAXBase
 
@@ -47,7 +49,7 @@ PNA_IF_BANDWIDTHS: tuple[float, ...] = (
     7e6, 10e6, 15e6,
 )  # fmt: skip
 
-_SPARAM_RE = re.compile(r"^S(\d)(\d)$|^S(\d+)_(\d+)$", re.IGNORECASE)
+_SPARAM_RE = re.compile(r"^S(\d)(\d)$|^S(\d{1,3})_(\d{1,3})$", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class PNAPort(InstrumentChannel):
             label=f"Port {port} source power",
             unit="dBm",
             get_cmd=f"SOUR{chan}:POW{port}?",
-            get_parser=float,
+            get_parser=parse_number,
             set_cmd=set_power,
             vals=vals.Numbers(lim.min_power, lim.max_power),
             docstring=(
@@ -249,6 +251,8 @@ def sparameter_label(out_port: int, in_port: int) -> str:
 
 def parse_sparameter(text: str) -> tuple[int, int] | None:
     """(out, in) of an S-parameter name like ``"S21"`` or ``"S12_3"``; None otherwise."""
+    if not isinstance(text, str):
+        return None
     match = _SPARAM_RE.match(text.strip().strip("'\""))
     if match is None:
         return None
@@ -262,12 +266,14 @@ def parse_catalog(reply: str) -> list[tuple[str, tuple[int, int] | None]]:
     ``"NO CATALOG"`` gives an empty list; measurements that are not
     S-parameters (receiver ratios etc.) have None.
     """
+    if not isinstance(reply, str):
+        raise ReplyError("measurement catalog", "expected text", reply)
     text = reply.strip().strip('"')
     if not text or text.upper() == "NO CATALOG":
         return []
     items = text.split(",")
     if len(items) % 2:
-        raise ValueError(f"measurement catalog {reply!r} does not hold name,parameter pairs")
+        raise ReplyError("measurement catalog", "does not hold name,parameter pairs", reply)
     return [(items[k], parse_sparameter(items[k + 1])) for k in range(0, len(items), 2)]
 
 
@@ -281,10 +287,9 @@ def channel_catalog(pna: Any, chan: int) -> list[tuple[str, tuple[int, int] | No
 
 def error_code(reply: str) -> int | None:
     """The code of a ``SYSTem:ERRor?`` reply (``'-222,"Data out of range"'``); None if garbled."""
-    head = reply.strip().split(",", 1)[0]
     try:
-        return int(head)
-    except ValueError:
+        return parse_error(reply)[0]
+    except ReplyError:
         return None
 
 
@@ -328,7 +333,7 @@ class PNAParameterMixin:
                 label=f"Sweep {name}",
                 unit="Hz",
                 get_cmd=f"SENS{c}:FREQ:{key}?",
-                get_parser=float,
+                get_parser=parse_number,
                 set_cmd=self._frequency_setter(f"SENS{c}:FREQ:{key}", name, linked),
                 vals=validator,
                 docstring=docs[name],
@@ -338,7 +343,7 @@ class PNAParameterMixin:
             parameter_class=PNAParameter,
             label="Sweep points",
             get_cmd=f"SENS{c}:SWE:POIN?",
-            get_parser=int,
+            get_parser=parse_int,
             set_cmd=lambda n: self._set_sweep_setting(f"SENS{c}:SWE:POIN {int(n)}"),
             vals=vals.Ints(1, lim.max_points),
             docstring=f"Number of points of the sweep channel (1 to {lim.max_points}).",
@@ -377,7 +382,7 @@ class PNAParameterMixin:
             label="IF bandwidth",
             unit="Hz",
             get_cmd=f"SENS{c}:BAND?",
-            get_parser=float,
+            get_parser=parse_number,
             set_cmd=lambda bw: self._set_sweep_setting(f"SENS{c}:BAND {format_value(bw)}"),
             vals=PermittedValues(lim.if_bandwidths, "Hz"),
             docstring="IF (receiver) bandwidth of the sweep channel, Hz; one of the analyzer's "
@@ -398,7 +403,7 @@ class PNAParameterMixin:
             parameter_class=PNAParameter,
             label="Averaging factor",
             get_cmd=f"SENS{c}:AVER:COUN?",
-            get_parser=int,
+            get_parser=parse_int,
             set_cmd=lambda n: self._set_sweep_setting(f"SENS{c}:AVER:COUN {int(n)}"),
             vals=vals.Ints(1, lim.max_averages),
             docstring="Number of sweeps averaged when `averaging` is on "
@@ -409,7 +414,7 @@ class PNAParameterMixin:
             label="Sweep time",
             unit="s",
             get_cmd=f"SENS{c}:SWE:TIME?",
-            get_parser=float,
+            get_parser=parse_number,
             docstring="Duration of one pass over the points (one source port), s. An "
             "acquisition driving P ports with averaging factor n takes n * P passes.",
         )
@@ -418,7 +423,7 @@ class PNAParameterMixin:
             parameter_class=PNAParameter,
             label="Electrical delay",
             unit="s",
-            get_cmd=lambda: float(self.ask_raw(f"CALC{c}:CORR:EDEL?")),
+            get_cmd=lambda: parse_number(self.ask_raw(f"CALC{c}:CORR:EDEL?"), "electrical delay"),
             set_cmd=self._set_electrical_delay,
             vals=vals.Numbers(-10.0, 10.0),
             docstring="Electrical delay of every measurement of the sweep channel, s. It "

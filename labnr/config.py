@@ -9,13 +9,38 @@ station at it, so a user needs nothing else. See
 
 Quantities are SI numbers, or strings with a unit (``"5.31 GHz"``,
 ``"100 uA"``, ``"30 dB"``); the unit must fit the key. Every problem is
-reported at once, one line each, as ``file: key.path: what is wrong``, in a
-:class:`ConfigError`.
+reported at once, one line each, as ``file: key.path: what is wrong; fix:
+what to do``, in a :class:`ConfigError` (a ``ValueError``).
+
+Files are read with YAML's safe loader only (no Python objects), and a key
+given twice in one mapping is an error. ``name`` becomes part of file names
+(the calibration state file), so it is letters, digits, ``_``, ``-`` and
+``.`` only.
+
+**Paths** (``station``, ``storage.database``, ``storage.data_dir``, a device
+YAML in ``virtual_lab.device``) follow one rule:
+
+- A *relative* path is resolved against the config file's folder, symlinks
+  included, and must stay inside the *project folder*: the nearest folder
+  above the config holding ``.git`` or ``pyproject.toml``, else the config
+  folder's parent (configs live in ``<project>/configs/``). So
+  ``../labnr_output/labnr.db`` next to ``configs/`` is fine, while
+  ``../../../etc/x`` is refused.
+- An *absolute* path (also ``~/...``) is an explicit choice of the user and
+  is allowed anywhere.
+
+Cross-checks (:mod:`labnr.config_checks`) also refuse contradictory pump maps
+(unknown or repeated modes, two tones on one pair and kind, a conversion tone
+at 0 Hz, undefined IQ mixers, AWG channels wired twice, one CW source for two
+tones), targets the pumps cannot reach, flux limits that exclude 0 A or the
+zero-flux offset, and a ``max_amplitude`` above the hard cap of 2 V.
+
+The station file must exist, and every instrument the config names
+(``instruments.*``, tone sources, the AWG, mixer LOs) must be in it.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from decimal import Decimal
@@ -23,14 +48,31 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from labnr import config_checks as checks
 
 _PREFIX = {"": 0, "p": -12, "n": -9, "u": -6, "µ": -6, "m": -3, "k": 3, "M": 6, "G": 9}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _QTY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Zµ°/]*)\s*$")
 
 
 class ConfigError(ValueError):
     """A config file is invalid; the message lists file, key path and the fix for each problem."""
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
 def _quantity(unit: str, *, allow_prefix: bool = True, also: dict[str, float] | None = None):
@@ -39,22 +81,27 @@ def _quantity(unit: str, *, allow_prefix: bool = True, also: dict[str, float] | 
 
     def parse(value: Any) -> Any:
         if isinstance(value, bool):
-            raise ValueError(f"{value!r} is not a number")
+            raise ValueError(f"{value!r} is not a number; fix: write a number, e.g. 5.3e9")
         if isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise ValueError(f"{value} is not a finite number; fix: write a finite number")
             return float(value)
         if not isinstance(value, str):
             return value
         m = _QTY.match(value)
         if not m:
-            raise ValueError(f"{value!r} is not a quantity; write e.g. '5.3 G{unit}' or 5.3e9")
+            raise ValueError(
+                f"{_short(value)} is not a quantity; fix: write e.g. '5.3 G{unit}' or 5.3e9"
+            )
         number, u = Decimal(m.group(1)), m.group(2)
         if u == "" or u in extra or u == unit:
             return float(number) * extra.get(u, 1.0)
         if allow_prefix and u.endswith(unit) and u[: -len(unit)] in _PREFIX:
             return float(number.scaleb(_PREFIX[u[: -len(unit)]]))  # exact: 100 uA -> 1e-4
-        allowed = sorted({f"{p}{unit}" for p in ("", "k", "M", "G", "m", "u", "n")} | set(extra))
+        prefixes = ("", "k", "M", "G", "m", "u", "n") if allow_prefix else ("",)
+        allowed = sorted({f"{p}{unit}" for p in prefixes} | set(extra))
         raise ValueError(
-            f"unit {u!r} does not fit here; use one of {allowed} (or a bare SI number)"
+            f"unit {u!r} does not fit here; fix: use one of {allowed} (or a bare SI number)"
         )
 
     return BeforeValidator(parse)
@@ -121,31 +168,9 @@ class PumpsConfig(_Model):
     backend: Literal["cw", "awg"]
     awg: str | None = None
     frequency_resolution: Hz = Field(default=10e3, gt=0)
+    sample_rate: Hz | None = Field(default=None, gt=0, description="AWG: highest rate used")
     mixers: dict[str, MixerConfig] = {}
     tones: dict[str, ToneConfig]
-
-    @model_validator(mode="after")
-    def _backend_keys(self) -> PumpsConfig:
-        problems = []
-        for name, t in self.tones.items():
-            if self.backend == "cw" and t.source is None:
-                problems.append(
-                    f"tones.{name}.source: the cw backend needs the source's station name"
-                )
-            if self.backend == "awg":
-                if (t.channel is None) == (t.iq is None):
-                    problems.append(
-                        f"tones.{name}: the awg backend needs exactly one of channel: or iq:"
-                    )
-                if t.iq is not None and t.iq not in self.mixers:
-                    problems.append(
-                        f"tones.{name}.iq: {t.iq!r} is not in pumps.mixers {sorted(self.mixers)}"
-                    )
-        if self.backend == "awg" and self.awg is None:
-            problems.append("awg: the awg backend needs the AWG's station name")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
 
 
 class TargetConfig(_Model):
@@ -158,9 +183,15 @@ class TargetConfig(_Model):
     @model_validator(mode="after")
     def _shape(self) -> TargetConfig:
         if self.kind == "circulator" and (self.sense is None or len(self.sense) < 3):
-            raise ValueError("a circulator needs sense: [a, b, c] (at least three modes)")
+            raise ValueError(
+                "a circulator needs sense: [a, b, c] (at least three modes); "
+                "fix: list the modes in the order of circulation"
+            )
         if self.kind == "isolator" and self.forward is None:
-            raise ValueError("an isolator needs forward: [from_mode, to_mode]")
+            raise ValueError(
+                "an isolator needs forward: [from_mode, to_mode]; "
+                "fix: add forward: with the mode signals should pass from and the one they reach"
+            )
         return self
 
     def paths(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -187,7 +218,8 @@ class FluxConfig(_Model):
     def _order(self) -> FluxConfig:
         if self.min_current >= self.max_current:
             raise ValueError(
-                f"min_current {self.min_current} must be below max_current {self.max_current}"
+                f"min_current {self.min_current} must be below max_current {self.max_current}; "
+                "fix: give min_current < max_current, e.g. -1 mA and 1 mA"
             )
         return self
 
@@ -243,45 +275,19 @@ class Config(_Model):
     #: folder of the config file (set on load), for resolving relative paths
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @field_validator("name")
+    @classmethod
+    def _file_safe_name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value) or ".." in value:
+            raise ValueError(
+                f"{_short(value)} is not a file-safe device name (it names the calibration "
+                "state file); fix: use letters, digits, '_', '-' and '.' only, e.g. jpc_circulator"
+            )
+        return value
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
-        problems = []
-        names = set(self.modes)
-        for tname, tone in self.pumps.tones.items():
-            for m in tone.modes:
-                if m not in names:
-                    problems.append(
-                        f"pumps.tones.{tname}.modes: unknown mode {m!r}; modes are {sorted(names)}"
-                    )
-            if tone.modes[0] == tone.modes[1]:
-                problems.append(f"pumps.tones.{tname}.modes: a tone drives two different modes")
-            if tone.amplitude > tone.max_amplitude:
-                problems.append(
-                    f"pumps.tones.{tname}.amplitude: {tone.amplitude} V exceeds "
-                    f"max_amplitude {tone.max_amplitude} V"
-                )
-        pairs = [frozenset(t.modes) for t in self.pumps.tones.values()]
-        if len(pairs) != len(set(pairs)):
-            problems.append("pumps.tones: two tones drive the same pair of modes")
-        ports = [m.vna_port for m in self.modes.values() if m.vna_port is not None]
-        if len(ports) != len(set(ports)):
-            problems.append(f"modes: two modes share a VNA port ({ports})")
-        target_modes = list(self.target.sense or ()) + list(self.target.forward or ())
-        for m in target_modes:
-            if m not in names:
-                problems.append(f"target: unknown mode {m!r}; modes are {sorted(names)}")
-            elif self.modes[m].vna_port is None:
-                problems.append(
-                    f"target: mode {m!r} has no vna_port, so its path cannot be measured"
-                )
-        if self.simulate and self.virtual_lab is None:
-            problems.append("virtual_lab: simulate: true needs virtual_lab: {device: PRESET}")
-        if any(m.flux_tunable for m in self.modes.values()) and self.flux is None:
-            problems.append("flux: flux-tunable modes need a flux: section with limits")
-        if self.flux is not None and self.instruments.flux is None:
-            problems.append(
-                "instruments.flux: a flux: section needs the flux source's station name"
-            )
+        problems = checks.cross_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -313,48 +319,129 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return []
 
 
-def _format(exc: ValidationError, source: str) -> str:
+#: The fix for each kind of pydantic error ({...} filled from the error's context).
+_FIXES = {
+    "missing": "add the key (see configs/sim_jpc_circulator.yaml for an example)",
+    "greater_than": "use a value above {gt}",
+    "greater_than_equal": "use a value of at least {ge}",
+    "less_than": "use a value below {lt}",
+    "less_than_equal": "use a value of at most {le}",
+    "literal_error": "use one of {expected}",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "int_parsing": "write a whole number, e.g. 3",
+    "int_type": "write a whole number, e.g. 3",
+    "int_from_float": "write a whole number, e.g. 3",
+    "float_parsing": "write a number",
+    "float_type": "write a number",
+    "finite_number": "write a finite number (not .nan or .inf)",
+    "string_type": "write a name or text (quote it if YAML reads it as something else)",
+    "dict_type": "write a mapping (indented key: value lines) under this key",
+    "model_type": "write a mapping (indented key: value lines) under this key",
+    "model_attributes_type": "write a mapping (indented key: value lines) under this key",
+    "tuple_type": "write a list, e.g. [a, b]",
+    "list_type": "write a list, e.g. [a, b]",
+    "too_short": "give the number of items this key expects",
+    "too_long": "give the number of items this key expects",
+}
+_MESSAGES = {
+    "missing": "missing required key",
+    "dict_type": "expected a mapping of keys",
+    "model_type": "expected a mapping of keys",
+    "model_attributes_type": "expected a mapping of keys",
+}
+
+
+def _line(source: str, err: Any) -> list[str]:
+    """The message line(s) of one pydantic error."""
+    loc = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    msg = _MESSAGES.get(kind, err["msg"].removeprefix("Value error, "))
+    got = err.get("input")
+    hidden = isinstance(got, (dict, list, tuple)) or kind == "missing" or _short(got) in msg
+    shown = "" if hidden else f" (got {_short(got)})"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(err["loc"])
+        hint = checks.did_you_mean(str(err["loc"][-1]), allowed)
+        msg = f"unknown key{hint}; fix: rename or remove it; allowed keys here: {allowed}"
+        shown = ""
+    elif kind != "value_error":
+        ctx = {
+            k: f"{v:g}" if isinstance(v, (int, float)) else v
+            for k, v in (err.get("ctx") or {}).items()
+        }
+        try:
+            fix = _FIXES.get(kind, "see configs/sim_jpc_circulator.yaml").format(**ctx)
+        except (KeyError, IndexError):
+            fix = "see configs/sim_jpc_circulator.yaml for a valid example"
+        msg = f"{msg}; fix: {fix}"
     lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        got = err.get("input")
-        shown = "" if isinstance(got, (dict, list, tuple)) else f" (got {got!r})"
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(err["loc"])
-            close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            msg = f"unknown key{hint}; allowed keys here: {allowed}"
-            shown = ""
-        elif err["type"] == "missing":
-            msg, shown = "missing required key", ""
-        for part in msg.split("\n"):
-            # cross-checks of the whole file name their own key paths
-            lines.append(f"{source}: {loc}: {part}{shown}" if loc else f"{source}: {part}")
-    return "\n".join(lines)
+    for part in msg.split("\n"):  # cross-checks of the whole file name their own key paths
+        what, sep, fix = part.partition("; fix: ")
+        text = f"{what}{shown}{sep}{fix}" if sep else f"{what}{shown}"
+        lines.append(f"{source}: {loc}: {text}" if loc else f"{source}: {text}")
+    return lines
+
+
+def _format(exc: ValidationError, source: str) -> str:
+    return "\n".join(line for err in exc.errors() for line in _line(source, err))
 
 
 def parse_config(data: Any, source: str = "<dict>", base_dir: Path | None = None) -> Config:
-    """Validate a parsed config mapping; raise :class:`ConfigError` listing every problem."""
+    """Validate a parsed config mapping; raise :class:`ConfigError` listing every problem.
+
+    With ``base_dir`` (the config file's folder) the files it names are
+    checked too: the path rule of this module, the station file and the
+    instrument names in it.
+    """
     if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}, not a mapping of keys"
         raise ConfigError(
-            f"{source}: the file must be a mapping of keys, got {type(data).__name__}"
+            f"{source}: (whole file): the file is {kind}; the file must be a mapping of keys "
+            "(name:, station:, modes:, ...); fix: start from configs/sim_jpc_circulator.yaml"
+        )
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(
+            f"{source}: (top level): keys must be names, got {bad_keys!r}; "
+            "fix: write every top-level key as a name followed by a colon"
         )
     try:
-        return Config(**data, base_dir=base_dir or Path("."))
+        cfg = Config(**data, base_dir=base_dir or Path("."))
     except ValidationError as exc:
         raise ConfigError(_format(exc, source)) from None
-    except TypeError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    if base_dir is not None:
+        problems = checks.file_problems(cfg, base_dir)
+        if problems:
+            raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    return cfg
 
 
 def load_config(path: str | Path) -> Config:
     """Load and validate a labnr config file (YAML, safe loader)."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
+        what = "is a folder, not a file" if p.is_dir() else "not found"
+        raise ConfigError(
+            f"{p}: (file): config file {what}; fix: check the path (relative paths start "
+            f"at {str(Path.cwd())!r})"
+        )
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        duplicates = checks.duplicate_keys(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        raise ConfigError(
+            f"{p}: {checks.yaml_error_text(exc)}: not valid YAML; fix: check the indentation, "
+            "colons and quotes on that line and the one before"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: (file): not UTF-8 text (byte {exc.start}); fix: save the config as UTF-8 YAML"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: (file): cannot be read ({exc.strerror}); fix: check its "
+                          "permissions") from None  # fmt: skip
+    if duplicates:
+        raise ConfigError("\n".join(f"{p}: {d}" for d in duplicates))
     return parse_config(data, source=str(p), base_dir=p.resolve().parent)

@@ -57,7 +57,7 @@ BROKEN = [
     ("target", _DELETE, "target: missing required key"),
     ("target.kind", "gyrator", "target.kind: Input should be 'circulator' or 'isolator'"),
     ("target.sense", ["a", "b"], "a circulator needs sense"),
-    ("target.sense", ["a", "b", "z"], "target: unknown mode 'z'"),
+    ("target.sense", ["a", "b", "z"], "target.sense: unknown mode 'z'"),
     ("pumps.tones.ab.modes", ["a", "z"], "pumps.tones.ab.modes: unknown mode 'z'"),
     ("pumps.tones.ab.modes", ["a", "a"], "a tone drives two different modes"),
     ("pumps.tones.bc.modes", ["b", "a"], "two tones drive the same pair"),
