@@ -42,6 +42,8 @@ from qcodes.instrument_drivers.yokogawa.Yokogawa_GS200 import (
 
 from labnr.drivers.flux import CurrentSource, FluxBias
 from labnr.drivers.flux_ramp import plan_ramp
+from labnr.drivers.parsing import is_no_error, parse_int
+from labnr.drivers.resilience import InstrumentErrorReply, call_with_retries
 
 __all__ = ["GS200_CURRENT_RANGES", "GS200CurrentSource", "GS200FluxBias"]
 
@@ -134,12 +136,12 @@ class GS200CurrentSource(CurrentSource):
             )
 
     def output_enabled(self) -> bool:
-        """Whether the output is on (queried)."""
-        return self._gs.output() == "on"
+        """Whether the output is on (queried, retried on transient faults)."""
+        return call_with_retries(self._gs, "reading the output state", self._gs.output) == "on"
 
     def level(self) -> float:
-        """Programmed current level, A (queried)."""
-        return float(self._gs.current())
+        """Programmed current level, A (queried, retried on transient faults)."""
+        return float(call_with_retries(self._gs, "reading the level", self._gs.current))
 
     def level_limit(self) -> float:
         """Largest ``|level|`` in the present current range, A (queried)."""
@@ -179,6 +181,12 @@ class GS200CurrentSource(CurrentSource):
     def ramp(self, target: float, rate: float, max_step: float) -> None:
         """Ramp to ``target`` A as GS200 programs (see the module doc).
 
+        A transient fault (timeout, dropped connection, malformed reply, an
+        instrument error) holds what may still run, reconnects and ramps on
+        from the level the source reports then — never from where the
+        interrupted plan was, so the output never jumps
+        (:mod:`labnr.drivers.resilience`).
+
         Raises
         ------
         ValueError
@@ -188,16 +196,30 @@ class GS200CurrentSource(CurrentSource):
             instrument reports an error (its own text is in the message).
         TimeoutError
             If the program does not end in time (the level is then held).
+        InstrumentFault
+            If a transient fault persists through the retries (the level is held).
         """
         gs = self._gs
-        if gs.source_mode() != "CURR" or not self.output_enabled():
+        mode = call_with_retries(gs, "reading the source mode", gs.source_mode)
+        if mode != "CURR" or not self.output_enabled():
             raise RuntimeError(f"{gs.name}: ramp needs current mode with the output on")
-        spec = self._range(float(gs.current_range()))
+        spec = self._range(float(call_with_retries(gs, "reading the range", gs.current_range)))
         if abs(target) > spec.max_level:
             raise ValueError(
                 f"{gs.name}: {target:g} A is beyond the present range ({spec.full_scale:g} A, "
                 f"|level| <= {spec.max_level:g} A); change the range with the output off"
             )
+        call_with_retries(
+            gs,
+            f"ramping to {target:.9g} A",
+            lambda: self._ramp_from_present(target, rate, max_step, spec),
+        )
+
+    def _ramp_from_present(
+        self, target: float, rate: float, max_step: float, spec: CurrentRange
+    ) -> None:
+        """Hold a running program, plan from the level read now, run (one retried attempt)."""
+        gs = self._gs
         self._hold_running_program()
         self._drain_errors()
         plan = plan_ramp(
@@ -247,7 +269,7 @@ class GS200CurrentSource(CurrentSource):
         """Poll the extended event register until the program ends."""
         deadline = time.monotonic() + duration + self.timeout_margin
         while True:
-            events = ExtendedEventRegister(int(self._gs.ask(":STAT:EVEN?")))
+            events = ExtendedEventRegister(parse_int(self._gs.ask(":STAT:EVEN?"), "event register"))
             if events & _ABORT_EVENTS:
                 raise RuntimeError(
                     f"{self._gs.name}: the source tripped during a ramp ({events!r})"
@@ -255,10 +277,12 @@ class GS200CurrentSource(CurrentSource):
             if ExtendedEventRegister.EOP in events:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(
+                late = TimeoutError(
                     f"{self._gs.name}: ramp program of {duration:.1f} s did not end within "
                     f"{self.timeout_margin:.0f} s of its planned duration; level held"
                 )
+                late.transient = False  # type: ignore[attr-defined]  # not a bus fault
+                raise late
             self._pause(self.poll_interval)
 
     def _pause(self, seconds: float) -> None:
@@ -280,7 +304,7 @@ class GS200CurrentSource(CurrentSource):
 
     def _hold_running_program(self) -> None:
         """Hold a program left running (e.g. by a killed process) before planning."""
-        condition = ConditionRegister(int(self._gs.ask(":STAT:COND?")))
+        condition = ConditionRegister(parse_int(self._gs.ask(":STAT:COND?"), "condition register"))
         if ConditionRegister.RFP not in condition:
             self._gs.write(":PROG:HOLD")
 
@@ -288,7 +312,7 @@ class GS200CurrentSource(CurrentSource):
         """Log and discard errors queued before a ramp (not caused by it)."""
         for _ in range(20):
             reply = self._gs.ask(":SYST:ERR?").strip()
-            if reply.split(",", 1)[0].strip() in ("0", "+0"):
+            if is_no_error(reply):
                 return
             log.warning("%s: earlier instrument error: %s", self._gs.name, reply)
 
@@ -297,11 +321,13 @@ class GS200CurrentSource(CurrentSource):
         errors = []
         for _ in range(20):
             reply = self._gs.ask(":SYST:ERR?").strip()
-            if reply.split(",", 1)[0].strip() in ("0", "+0"):
+            if is_no_error(reply):
                 break
             errors.append(reply)
         if errors:
-            raise RuntimeError(f"{self._gs.name}: error while {action}: {'; '.join(errors)}")
+            raise InstrumentErrorReply(
+                f"{self._gs.name}: error while {action}: {'; '.join(errors)}"
+            )
 
     @staticmethod
     def _find_range(full_scale: float) -> CurrentRange | None:

@@ -83,6 +83,7 @@ from .keysight_pna_params import (
     PNAPort,
     channel_catalog,
 )
+from .resilience import call_with_retries, require_finite
 
 if TYPE_CHECKING:
     from qcodes.instrument import VisaInstrumentKWArgs
@@ -239,9 +240,32 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
         finally:
             handle.timeout = old
 
+    def ask_raw(self, cmd: str) -> str:
+        """A query, retried on transient faults (:mod:`labnr.drivers.resilience`)."""
+        base = super().ask_raw
+        return call_with_retries(self, f"query {cmd!r}", lambda: base(cmd))
+
     def _write_checked(self, cmd: str) -> None:
-        self.write_raw(cmd)
-        self.check_errors(repr(cmd))
+        """Write an absolute setting and check the error queue (retried as one operation)."""
+
+        def once() -> None:
+            self.write_raw(cmd)
+            self.check_errors(repr(cmd))
+
+        call_with_retries(self, f"setting {cmd!r}", once)
+
+    def _acquire(self, chan: int, config: ChannelConfig) -> tuple[PreparedChannel, Any]:
+        """Configure (if needed) and acquire ``chan``: one complete acquisition, retried."""
+
+        def once() -> tuple[PreparedChannel, Any]:
+            prep = self._prepared_for(chan, config)
+            return prep, acquire(self, prep)
+
+        what = f"acquisition on channel {chan} ({', '.join(f'S{o}{i}' for o, i in config.params)})"
+        return call_with_retries(
+            self, what, once, check=lambda r: require_finite(r[1], what),
+            on_retry=lambda kind: self._prepared.pop(chan, None),
+        )  # fmt: skip
 
     def _set_sweep_setting(self, cmd: str) -> None:
         """Write a sweep-channel setting, check errors, drop the sweep channel's cache."""
@@ -310,11 +334,8 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
         accordingly while waiting on ``*OPC?``.
         """
         checked = self._check_params(params)
-        delay = self._electrical_delay or None
-        prep = self._prepared_for(
-            self.sweep_channel, ChannelConfig(checked, electrical_delay=delay)
-        )
-        data = acquire(self, prep)
+        config = ChannelConfig(checked, electrical_delay=self._electrical_delay or None)
+        prep, data = self._acquire(self.sweep_channel, config)
         return prep.stimulus.copy(), data
 
     def smatrix(
@@ -449,8 +470,7 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
         config = ChannelConfig(
             params, Stimulus("LIN", start, stop, points), fom, ifbw, powers, averages
         )
-        prep = self._prepared_for(self.offset_channel, config)
-        data = acquire(self, prep)
+        prep, data = self._acquire(self.offset_channel, config)
         return OffsetTransmission(prep.stimulus.copy(), prep.receiver.copy(), data[:, 0])
 
     def point_reader(
@@ -535,7 +555,7 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
             free = [c for c in self.point_channels if c not in used]
             chan = free[0] if free else self._point_lru.popitem(last=False)[1]
             self._point_lru[config] = chan
-        return acquire(self, self._prepared_for(chan, config))
+        return self._acquire(chan, config)[1]
 
 
 class KeysightN5242B(KeysightPNAXBase):

@@ -45,6 +45,7 @@ import numpy as np
 import qcodes.validators as vals
 from qcodes.instrument import Instrument
 
+from labnr.drivers.parsing import is_no_error
 from labnr.drivers.pumps import (
     MultiTonePump,
     PumpConfigError,
@@ -55,6 +56,7 @@ from labnr.drivers.pumps import (
     volts_to_dbm,
     wrap_phase,
 )
+from labnr.drivers.resilience import InstrumentErrorReply, call_with_retries
 
 __all__ = ["CWMultiTonePump"]
 
@@ -82,6 +84,20 @@ class CWMultiTonePump(MultiTonePump):
     """
 
     backend = "cw"
+    #: Frequency step the sources play, Hz: QCoDeS's SGS100A driver writes
+    #: ``SOUR:FREQ {:.2f}``, so tones land on 0.01 Hz (see realisable_frequency).
+    frequency_step = 0.01
+
+    def realisable_frequency(self, tone: str, frequency: float) -> float:
+        """The frequency the tone's source plays if asked for ``frequency`` (nothing is set).
+
+        A loop of three tones each rounded to 0.01 Hz can miss closing by
+        0.01 Hz, which turns the loop phase by 3.6 degrees per second: the
+        calibration uses this to choose frequencies that close exactly.
+        """
+        self.tone(tone)
+        step = self.frequency_step
+        return float(round(float(frequency) / step) * step)
 
     def __init__(
         self,
@@ -105,6 +121,7 @@ class CWMultiTonePump(MultiTonePump):
             raise PumpConfigError(f"{origin}: tones {shared} share one source; one source per tone")
         self._reference = _check_reference(reference, tones, origin)
         self._zero = {tone: True for tone in tones}  # amplitude 0: RF kept off
+        self._level: dict[str, float] = {}  # dBm each tone was last set to
         super().__init__(name, **kwargs)
         try:
             for tone, source in self._sources.items():
@@ -115,6 +132,7 @@ class CWMultiTonePump(MultiTonePump):
                     f"config limits[{tone!r}]" if lim[tone] <= top else f"{source.name} maximum",
                     source.frequency.vals or vals.Numbers(0, np.inf),
                     f"source {source.name!r}",
+                    floor=_lowest_volts(source),
                 )
             self._validate_initial(initial)
             self._initialise(initial)
@@ -178,25 +196,39 @@ class CWMultiTonePump(MultiTonePump):
     def _write(self, tone: str, key: str, native: float | None) -> None:
         """Write one native value and check the source's read-back of it."""
         source = self._sources[tone]
+        switch = False
         if key == "amplitude":
             was_zero, self._zero[tone] = self._zero[tone], native is None
-            if self._output_on and was_zero != self._zero[tone]:
-                self._set_status(tone, not self._zero[tone])
-            if native is None:
+            switch = self._output_on and was_zero != self._zero[tone]
+            if native is None:  # amplitude 0: RF off, the level is left as it is
+                if switch:
+                    self._set_status(tone, False)
                 return
+            self._level[tone] = native
         param = source.parameters[_NATIVE[key]]
-        param(native)
-        got = float(param())
-        miss = abs(got - native) if key != "phase" else abs((got - native + 180) % 360 - 180)
-        if miss > _RESOLUTION[key]:
-            _raise_source_errors(source, f"setting {param.full_name} to {native}")
-            raise RuntimeError(
-                f"{source.name}: {param.full_name} reads back {got} after setting {native} "
-                f"(tone {tone!r} of pump {self.name!r}); the source reports no error"
-            )
+
+        def once() -> None:  # an absolute value and its read-back: safe to repeat
+            param(native)
+            got = float(param())
+            miss = abs(got - native) if key != "phase" else abs((got - native + 180) % 360 - 180)
+            if miss > _RESOLUTION[key]:
+                _raise_source_errors(source, f"setting {param.full_name} to {native}")
+                raise RuntimeError(
+                    f"{source.name}: {param.full_name} reads back {got} after setting {native} "
+                    f"(tone {tone!r} of pump {self.name!r}); the source reports no error"
+                )
+
+        call_with_retries(source, f"setting {param.full_name} to {native}", once)
+        if switch:  # RF on only once the source holds the new level, never at a stale one
+            self._set_status(tone, True)
 
     def _read(self, tone: str, key: str) -> float:
         source = self._sources[tone]
+        return call_with_retries(
+            source, f"reading tone {tone!r} {key}", lambda: self._read_once(source, tone, key)
+        )
+
+    def _read_once(self, source: Instrument, tone: str, key: str) -> float:
         if key == "frequency":
             return float(source.frequency())
         if key == "amplitude":
@@ -205,14 +237,31 @@ class CWMultiTonePump(MultiTonePump):
 
     def _set_status(self, tone: str, on: bool) -> None:
         source = self._sources[tone]
-        source.status(on)
-        if source.status() is not on:  # the read-back also waits until the source took it
-            _raise_source_errors(source, f"switching tone {tone!r} {'on' if on else 'off'}")
-            raise RuntimeError(f"{source.name}: RF output did not switch {'on' if on else 'off'}")
+
+        def once() -> None:
+            source.status(on)
+            if source.status() is not on:  # the read-back also waits until the source took it
+                _raise_source_errors(source, f"switching tone {tone!r} {'on' if on else 'off'}")
+                raise RuntimeError(
+                    f"{source.name}: RF output did not switch {'on' if on else 'off'}"
+                )
+
+        call_with_retries(source, f"switching tone {tone!r} {'on' if on else 'off'}", once)
 
     def _switch(self, on: bool) -> None:
+        """Every source on (stops at the first failure) or off (tries every one)."""
+        failed: list[Exception] = []
         for tone in self._sources:
-            self._set_status(tone, on and not self._zero[tone])
+            try:
+                if on and not self._zero[tone]:  # the source may have been changed since:
+                    self._write(tone, "amplitude", self._level[tone])  # RF on at our level only
+                self._set_status(tone, on and not self._zero[tone])
+            except Exception as exc:
+                if on:
+                    raise
+                failed.append(exc)
+        if failed:
+            raise failed[0]
 
 
 _NATIVE = {"frequency": "frequency", "amplitude": "power", "phase": "phase"}
@@ -225,7 +274,14 @@ def _native(key: str, value: float) -> float | None:
     if key == "frequency":
         return value
     if key == "amplitude":
-        return volts_to_dbm(value) if value > 0 else None
+        if not value > 0:
+            return None
+        # the source plays 0.01 dB steps (QCoDeS writes {:.2f}): the nearest step that
+        # does not exceed the request, so a request at the limit never lands above it
+        dbm = round(volts_to_dbm(value), 2)
+        if dbm_to_volts(dbm) > value * (1 + 1e-12):
+            dbm = round(dbm - 0.01, 2)
+        return dbm
     return float(np.rad2deg(wrap_phase(value)) % 360.0)
 
 
@@ -234,11 +290,11 @@ def _raise_source_errors(source: Instrument, context: str) -> None:
     found = []
     for _ in range(16):
         reply = source.ask("SYSTem:ERRor?").strip()
-        if reply.split(",", 1)[0].strip() in ("0", "+0"):
+        if is_no_error(reply):
             break
         found.append(reply)
     if found:
-        raise RuntimeError(f"{source.name} reported after {context}: " + "; ".join(found))
+        raise InstrumentErrorReply(f"{source.name} reported after {context}: " + "; ".join(found))
 
 
 def volts_to_dbm_max(source: Instrument) -> float:
@@ -246,6 +302,12 @@ def volts_to_dbm_max(source: Instrument) -> float:
     validator = source.power.vals
     top = getattr(validator, "max_value", None)
     return dbm_to_volts(float(top)) if top is not None and np.isfinite(top) else np.inf
+
+
+def _lowest_volts(source: Instrument) -> float:
+    """Smallest amplitude (V) the source's power validator allows (0 if unbounded)."""
+    low = getattr(source.power.vals, "min_value", None)
+    return dbm_to_volts(float(low)) if low is not None and np.isfinite(low) else 0.0
 
 
 def _check_source(source: Any, where: str) -> Instrument:

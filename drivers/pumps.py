@@ -128,13 +128,19 @@ class AmplitudeLimit(vals.Validator[float]):
         Where the limit comes from (e.g. ``"config limits['ab']"``).
     instrument : str
         The hardware the tone is played on.
+    floor : float
+        Smallest non-zero amplitude the hardware plays, V (a CW source's lowest
+        level); amplitudes in ``(0, floor)`` are refused up front rather than
+        by the instrument in the middle of a sweep.
     """
 
     is_numeric = True
 
-    def __init__(self, pump: str, tone: str, limit: float, origin: str, instrument: str) -> None:
+    def __init__(
+        self, pump: str, tone: str, limit: float, origin: str, instrument: str, floor: float = 0.0
+    ) -> None:
         self.pump, self.tone, self.limit = pump, tone, float(limit)
-        self.origin, self.instrument = origin, instrument
+        self.origin, self.instrument, self.floor = origin, instrument, float(floor)
         self._valid_values = (0.0,)
 
     def validate(self, value: float, context: str = "") -> None:
@@ -150,6 +156,12 @@ class AmplitudeLimit(vals.Validator[float]):
             raise ValueError(
                 f"{self.pump}.{self.tone}: amplitude {value!r} V exceeds the limit "
                 f"{self.limit:g} V ({self.origin}) on {self.instrument}; nothing was written"
+            )
+        if 0 < value < self.floor:
+            raise ValueError(
+                f"{self.pump}.{self.tone}: amplitude {value!r} V is below the lowest level "
+                f"{self.floor:.3g} V {self.instrument} plays; use 0 to switch the tone off; "
+                "nothing was written"
             )
 
     def __repr__(self) -> str:
@@ -308,6 +320,24 @@ class MultiTonePump(Instrument):
         """``{tone: (frequency, amplitude, phase)}`` as read back now."""
         return {t.short_name: (t.frequency(), t.amplitude(), t.phase()) for t in self}
 
+    def realisable_frequency(self, tone: str, frequency: float) -> float:
+        """The frequency ``tone`` would really play if set to ``frequency`` (nothing is set).
+
+        Backends with a frequency grid (AWG records) quantise; CW sources play
+        what is asked.
+        """
+        self.tone(tone)  # a clear error for an unknown tone
+        return float(frequency)
+
+    def amplitude_budgets(self) -> list[tuple[tuple[str, ...], float]]:
+        """Shared limits: ``[(tones, volts)]`` meaning sum of those tones' amplitudes <= volts.
+
+        Tones that share an output (AWG channel) must fit its full scale
+        together, beyond each tone's own limit. A backend with one output per
+        tone (CW sources) has none.
+        """
+        return []
+
     # ------------------------------------------------------------------ for subclasses
     def _add_tone(
         self,
@@ -316,10 +346,11 @@ class MultiTonePump(Instrument):
         limit_origin: str,
         frequency_vals: vals.Validator[Any],
         instrument: str,
+        floor: float = 0.0,
     ) -> PumpTone:
         if not name.isidentifier():
             raise PumpConfigError(f"tones.{name}: a tone name must be a Python identifier")
-        validator = AmplitudeLimit(self.name, name, limit, limit_origin, instrument)
+        validator = AmplitudeLimit(self.name, name, limit, limit_origin, instrument, floor)
         tone = PumpTone(self, name, validator, frequency_vals, instrument)
         self.add_submodule(name, tone)
         self._tone_list.append(tone)

@@ -32,6 +32,8 @@ import numpy.typing as npt
 import qcodes.validators as vals
 from qcodes.instrument_drivers.tektronix import Tektronix70000AWGChannel, TektronixAWG5208
 
+from .parsing import parse_error, parse_int
+
 if TYPE_CHECKING:
     from qcodes.instrument import VisaInstrumentKWArgs
     from typing_extensions import Unpack
@@ -113,7 +115,7 @@ class TektronixAWG5208Direct(TektronixAWG5208):
         found = []
         for _ in range(32):
             reply = self.ask("SYSTem:ERRor?").strip()
-            code = int(reply.split(",", 1)[0])
+            code, _ = parse_error(reply, f"{self.name} error queue (SYSTem:ERRor?)")
             if code == 0:
                 break
             found.append(reply)
@@ -128,7 +130,7 @@ class TektronixAWG5208Direct(TektronixAWG5208):
 
     def waveform_length(self, name: str) -> int:
         """Length of a waveform in the waveform list, samples."""
-        return int(self.ask(f'WLISt:WAVeform:LENGth? "{name}"'))
+        return parse_int(self.ask(f'WLISt:WAVeform:LENGth? "{name}"'), f"length of {name!r}")
 
     def delete_waveform(self, name: str) -> None:
         """Remove one waveform from the waveform list."""

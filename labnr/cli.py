@@ -140,13 +140,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``labnr`` console script."""
+    """Entry point of the ``labnr`` console script.
+
+    SIGTERM (``kill <pid>``, a batch system's stop) raises
+    :class:`labnr.safety.Terminated`, a ``KeyboardInterrupt``: the same cleanup
+    as Ctrl-C runs (whole points kept, pump outputs off, flux held) and the
+    command exits with 143.
+    """
+    from labnr.safety import Terminated, sigterm_as_interrupt
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with sigterm_as_interrupt():
+            return int(args.func(args))
     except ValueError as exc:
         print(f"labnr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        if not isinstance(exc, Terminated) and not isinstance(exc.__cause__, Terminated):
+            raise
+        print(
+            f"labnr {args.command}: terminated (SIGTERM); pump outputs off, flux held, "
+            "measured data kept",
+            file=sys.stderr,
+        )
+        return 143
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ from qcodes.instrument import Instrument, VisaInstrument
 
 from labnr.config import Config, StorageConfig, load_config
 from labnr.measure.plan import nominal_pump_frequency
+from labnr.safety import Terminated, safe_state
 
-__all__ = ["LabSession", "open_lab", "pump_config"]
+__all__ = ["LabSession", "Terminated", "open_lab", "pump_config", "safe_state"]
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +97,25 @@ class LabSession:
         """Whether :meth:`close` ran."""
         return self._closed
 
+    def safe_state(self) -> list[str]:
+        """Pump outputs off, flux held (:func:`labnr.safety.safe_state`); returns problems."""
+        return safe_state(self)
+
     def close(self) -> None:
         """Pump outputs off, flux held, instruments closed, virtual lab stopped (idempotent)."""
         if self._closed:
             return
         self._closed = True
         try:
-            if self.pump is not None:
-                self.pump.off()
-        except Exception:  # still close everything else
-            log.exception("closing the session: switching the pump outputs off failed")
+            problems = self.safe_state()
+            if problems:
+                log.error("closing the session: not safe: %s", "; ".join(problems))
+        except BaseException:  # a second Ctrl-C: still close everything else, then re-raise
+            self._close_instruments()
+            raise
+        self._close_instruments()
+
+    def _close_instruments(self) -> None:
         try:
             _close_components(self.station)
         finally:
@@ -179,6 +189,8 @@ def pump_config(config: Config, components: dict[str, Any]) -> dict[str, Any]:
     if p.backend == "awg":
         out["awg"] = components[p.awg]  # type: ignore[index]
         out["frequency_resolution"] = p.frequency_resolution
+        if p.sample_rate is not None:
+            out["sample_rate"] = p.sample_rate
         out["mixers"] = {
             name: {**m.model_dump(exclude={"lo"}), "lo": components[m.lo]}
             for name, m in p.mixers.items()

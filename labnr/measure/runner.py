@@ -13,6 +13,14 @@ Ctrl-C: a first Ctrl-C lets the point being measured finish and be stored
 way the dataset is completed with every stored point, ``labnr_status`` is
 ``"interrupted"``, the pump outputs are switched off, the flux is left where
 it is, and ``KeyboardInterrupt`` is re-raised.
+
+Any other exception ends the run the same way (the point being measured is
+abandoned, every stored point kept, the dataset completed, the lab put in
+:func:`labnr.safety.safe_state`) and is re-raised; the drivers have already
+retried transient instrument faults, so what arrives here is persistent
+(:class:`~labnr.drivers.resilience.InstrumentFault` names the instrument and
+the fault). ``labnr_outcome`` says how the run ended: ``"completed"``,
+``"interrupted (Ctrl-C)"``, ``"terminated (SIGTERM)"`` or ``"stopped: <error>"``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from labnr.measure.acquire import (
 )
 from labnr.measure.dataset import FREQUENCY, Knob, element_name, metadata, new_measurement
 from labnr.measure.progress import FinishPoint, progress_bar
+from labnr.safety import Terminated
+from labnr.safety import safe_state as lab_safe_state
 
 __all__ = ["KNOB_UNITS", "flux_knob", "pump_knob", "run_sweep", "safe_state"]
 
@@ -124,17 +134,16 @@ def _plans(
 
 
 def safe_state(session: MeasurementSession) -> None:
-    """After an interrupt: pump outputs off; the flux is left as it is."""
+    """After an interrupt or error: :func:`labnr.safety.safe_state`, shielded from Ctrl-C."""
     if session.pump is None:
         return
     try:
         with FinishPoint("switching the pump outputs off"):
-            session.pump.off()
-        log.warning("interrupted: pump outputs are off, flux left as it is")
+            problems = lab_safe_state(session)
+        if problems:
+            log.error("stopped: NOT SAFE, check the pumps: %s", "; ".join(problems))
     except KeyboardInterrupt:  # a Ctrl-C during off(): it finished first, we re-raise anyway
         pass
-    except Exception:
-        log.exception("interrupted: switching the pump outputs off failed; check the pumps")
 
 
 def run_sweep(
@@ -184,19 +193,30 @@ def run_sweep(
             ds = saver.dataset
             for key, value in metadata(session, kind, knobs, meta).items():
                 ds.add_metadata(key, value)
-            status = "interrupted"
+            status = outcome = "interrupted"
             try:
                 loop.run(saver, grid, progress)
-                status = "completed"
+                status = outcome = "completed"
+            except KeyboardInterrupt as exc:
+                terminated = isinstance(exc, Terminated)
+                outcome = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+                raise
+            except Exception as exc:
+                outcome = f"stopped: {type(exc).__name__}: {exc}"
+                raise
             finally:
                 ds.add_metadata("labnr_status", status)
                 ds.add_metadata("labnr_points", loop.stored)
+                ds.add_metadata("labnr_points_planned", len(grid))
+                ds.add_metadata("labnr_outcome", outcome)
     except KeyboardInterrupt:
         log.warning("%s interrupted after %d of %d points", kind, loop.stored, len(grid))
         safe_state(session)
         export_run(session, ds)
         raise
-    except Exception:
+    except Exception as exc:
+        log.error("%s stopped after %d of %d points: %s", kind, loop.stored, len(grid), exc)
+        safe_state(session)
         export_run(session, ds)
         raise
     log.info("%s: run %s, %d points (%s)", kind, ds.run_id, loop.stored, status)

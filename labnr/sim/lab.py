@@ -25,6 +25,7 @@ from labnr.sim.device import SimDevice, SourceTone
 from labnr.sim.instruments.awg5208 import AWG5208Emulator
 from labnr.sim.instruments.backend import VNARequest
 from labnr.sim.instruments.gs200 import GS200Emulator
+from labnr.sim.instruments.history import AWGRecorder, LevelRecorder, SourceRecorder
 from labnr.sim.instruments.pna import PNAXEmulator
 from labnr.sim.instruments.scpi import SCPIInstrument
 from labnr.sim.instruments.server import SCPIServer
@@ -86,6 +87,29 @@ class Truth:
     line_gain: dict[str, float]
     flux: float
     time: float
+
+
+@dataclass(frozen=True)
+class CommandHistory:
+    """What the emulated instruments were told to put out (tests and benchmarks only).
+
+    The recorders are the instruments' own (live, bounded, with running
+    maxima since the last :meth:`VirtualLab.clear_command_history`); see
+    :mod:`labnr.sim.instruments.history`.
+
+    Attributes
+    ----------
+    sources : dict of str to SourceRecorder
+        Per CW source: every level (dBm and peak volts) and output switch.
+    awg : AWGRecorder or None
+        Per AWG channel: peak ``|sample|`` and amplitude of every waveform held.
+    flux : LevelRecorder or None
+        The flux source's output breakpoints and programs on the virtual clock.
+    """
+
+    sources: dict[str, SourceRecorder]
+    awg: AWGRecorder | None
+    flux: LevelRecorder | None
 
 
 def sgs_amplitude(power_dbm: float) -> float:
@@ -269,6 +293,31 @@ class VirtualLab:
                 config.flux,
                 self.clock.now,
             )
+
+    def command_history(self) -> CommandHistory:
+        """Every level the instruments applied (tests and benchmarks only).
+
+        The flux source's program is first run up to the present virtual time,
+        so its trajectory is complete.
+        """
+        with self._lock:
+            flux = None
+            if self.flux_source is not None:
+                with self.flux_source.lock:
+                    self.flux_source.advance_state()
+                flux = self.flux_source.applied
+            return CommandHistory(
+                {name: src.applied for name, src in self.sources.items()},
+                None if self.awg is None else self.awg.applied,
+                flux,
+            )
+
+    def clear_command_history(self) -> None:
+        """Forget recorded commands and maxima (the flux keeps its present level)."""
+        history = self.command_history()
+        for rec in (*history.sources.values(), history.awg, history.flux):
+            if rec is not None:
+                rec.clear()
 
     def jump_flux(self, delta: float) -> None:
         """Inject a sudden flux jump of ``delta`` Phi0 (tests and benchmarks)."""

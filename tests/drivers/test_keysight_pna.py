@@ -26,6 +26,7 @@ from labnr.drivers.keysight_pna import (
     KeysightPNAXBase,
     PNAError,
 )
+from labnr.drivers.resilience import InstrumentFault
 from labnr.sim.lab import VirtualLab
 
 SIM_ADDRESS = "TCPIP0::127.0.0.1::hislip0::INSTR"
@@ -195,10 +196,14 @@ def test_sim_out_of_range_raises_before_sending(
 def test_sim_instrument_error_raises_with_its_text(sim_vna: KeysightN5242B) -> None:
     # the simulated unit lacks the source attenuators: -50 dBm passes the driver's
     # validator (-90 dBm with option 419) and the analyzer itself refuses it
-    with pytest.raises(PNAError, match=r'-100,"Command error"') as info:
+    # a persistent instrument error: logged, drained, retried once, then raised
+    with pytest.raises(InstrumentFault, match=r'-100,"Command error"') as info:
         sim_vna.port1.power(-50.0)
-    assert info.value.errors == ('-100,"Command error"',)
-    assert "SOUR1:POW1 -50.0" in str(info.value)
+    fault = info.value
+    assert (fault.instrument, fault.kind, fault.attempts) == ("pna_sim", "instrument error", 2)
+    assert isinstance(fault.cause, PNAError)
+    assert fault.cause.errors == ('-100,"Command error"',)
+    assert "SOUR1:POW1 -50.0" in str(fault)
     assert sim_vna.ask("SYST:ERR?").startswith("+0")  # the queue was drained
 
 
@@ -349,19 +354,22 @@ def test_instrument_errors_raise_with_the_analyzers_text(virtual_lab: VirtualLab
         n_ports=4, min_power=-90.0, max_power=20.0,
     )  # fmt: skip
     try:
-        with pytest.raises(PNAError, match="-222") as info:
+        with pytest.raises(InstrumentFault, match="-222") as info:  # persistent: retried once
             vna.stop(30e9)
+        assert info.value.kind == "instrument error" and info.value.attempts == 2
         assert "SENS1:FREQ:STOP 30000000000.0" in str(info.value)
         assert "26500000000" in str(info.value)  # the emulator's own text names its limit
         vna.smatrix((1, 2))
+        # errors found in the queue after a sweep: drained, logged, the sweep done again
         virtual_lab.servers["vna"].faults.push_error(-222, "Data out of range")
         virtual_lab.servers["vna"].faults.push_error(-310, "System error")
-        with pytest.raises(PNAError) as info:
-            vna.smatrix((1, 2))
-        assert info.value.errors == ('-222,"Data out of range"', '-310,"System error"')
-        assert "sweeping channel 1" in str(info.value)
-        f, S = vna.smatrix((1, 2))  # queue drained, channel configured again
-        assert S.shape == (f.size, 2, 2)
+        sent = []
+        write = vna.visa_handle.write
+        vna.visa_handle.write = lambda cmd: (sent.append(cmd), write(cmd))[1]
+        f, S = vna.smatrix((1, 2))
+        assert S.shape == (f.size, 2, 2) and np.isfinite(S).all()
+        assert sum(cmd.startswith("INIT1") for cmd in sent) == 2  # acquired twice
+        assert vna.ask("SYST:ERR?").lstrip("+").startswith("0,")  # the queue was drained
     finally:
         Instrument.close_all()
 

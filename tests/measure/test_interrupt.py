@@ -99,6 +99,7 @@ def test_ctrl_c_lets_the_current_point_finish(
         sweep_pump_phase(s, "bc", np.linspace(0, 1, 5), points=21)
     assert counter.calls == 18  # the second point was finished ...
     assert_interrupted(s, flux_before, stored=2, total=5)  # ... and stored
+    assert last_run().metadata["labnr_outcome"] == "interrupted (Ctrl-C)"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -119,7 +120,7 @@ def test_a_second_ctrl_c_stops_at_once(
     assert_interrupted(s, flux_before, stored=1, total=5)
 
 
-def test_errors_other_than_ctrl_c_mark_the_run_but_touch_nothing(
+def test_an_exception_mid_point_keeps_whole_points_and_leaves_the_lab_safe(
     operating: LabSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = operating
@@ -130,8 +131,10 @@ def test_errors_other_than_ctrl_c_mark_the_run_but_touch_nothing(
     monkeypatch.setattr(
         s.vna, "transmission_offset", CallCounter(s.vna.transmission_offset, 10, fail)
     )
+    flux_before = flux_history(s)
     with pytest.raises(RuntimeError, match="fell over"):
-        sweep_pump_phase(s, "bc", [0.0, 0.5], points=21)
+        sweep_pump_phase(s, "bc", [0.0, 0.5, 1.0], points=21)
+    assert_interrupted(s, flux_before, stored=1, total=3)  # safe state on any exception
     md = last_run().metadata
-    assert md["labnr_status"] == "interrupted" and md["labnr_points"] == 1
-    assert s.pump.output()  # only Ctrl-C switches the pumps off
+    assert md["labnr_outcome"] == "stopped: RuntimeError: analyzer fell over"
+    assert md["labnr_points_planned"] == 3

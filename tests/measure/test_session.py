@@ -9,7 +9,7 @@ import yaml
 from lab_sessions import EM, JPC, flux_history, to_sweet_spot
 from qcodes.instrument import Instrument
 
-from labnr.config import load_config
+from labnr.config import ConfigError, load_config
 from labnr.drivers.flux_gs200 import GS200FluxBias
 from labnr.drivers.keysight_pna import KeysightN5242B
 from labnr.drivers.pumps import MultiTonePump
@@ -69,7 +69,8 @@ def test_pump_config_maps_tones_to_the_station() -> None:
     out = pump_config(cfg, comps)
     assert out["awg"] is comps["awg"] and out["limits"]["p11"] == 0.3
     assert out["mixers"]["iq2"]["lo"] is comps["lo2"]
-    assert out["mixers"]["iq2"]["lo_frequency"] == 5.95e9
+    assert out["mixers"]["iq2"]["lo_frequency"] == 6.055e9
+    assert out["frequency_resolution"] == 10.0 and out["sample_rate"] == 12.5e6
     assert out["tones"]["p12"] == {
         "frequency": 5.21e9 - 6.41e6, "amplitude": 0.0, "phase": 0.0, "iq": "iq1", "sideband": "+",
     }  # fmt: skip
@@ -90,5 +91,6 @@ def test_missing_station_file_of_a_real_lab_is_refused(tmp_path: Path, restore_d
     text = text.replace("station_sim.yaml", "no_such_station.yaml")
     path = tmp_path / "lab.yaml"
     path.write_text(text)
-    with pytest.raises(FileNotFoundError, match="no_such_station.yaml"):
+    # refused when the config is read, before anything connects (one clear line, no traceback)
+    with pytest.raises(ConfigError, match=r"lab.yaml: station: station file 'no_such_station"):
         open_lab(path)

@@ -53,6 +53,7 @@ from labnr.sim.instruments.awg5208_state import (
     periodicity_error,
 )
 from labnr.sim.instruments.backend import LabBackend
+from labnr.sim.instruments.history import AWGRecorder
 from labnr.sim.instruments.scpi import (
     QuotedString,
     SCPICall,
@@ -116,6 +117,8 @@ class AWG5208Emulator(SCPIInstrument):
     state : AWGState
         The whole instrument state.
     limits : AWGLimits
+    applied : AWGRecorder
+        Peak of every waveform each channel held, with its amplitude (tests only).
     """
 
     manufacturer: ClassVar[str] = "TEKTRONIX"
@@ -142,6 +145,7 @@ class AWG5208Emulator(SCPIInstrument):
         self.state = AWGState()
         self._stored: dict[tuple[str, tuple[int, ...]], object] = {}
         self._tone_cache: dict[tuple, list[Tone]] = {}
+        self.applied = AWGRecorder()
         super().__init__(name, backend)
         for pattern, default, spec in _STORED_SETTINGS:
             self._add_stored(pattern, default, spec)
@@ -160,6 +164,7 @@ class AWG5208Emulator(SCPIInstrument):
     def _device_changed(self) -> None:
         """Forget cached tones and tell the lab (the device sees the outputs)."""
         self._tone_cache.clear()
+        self.applied.observe(self.clock.now, self.state)
         self.changed()
 
     # --------------------------------------------------------------- physics API

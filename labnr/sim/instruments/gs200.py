@@ -23,6 +23,7 @@ from typing import ClassVar
 
 from labnr.sim.instruments.backend import LabBackend
 from labnr.sim.instruments.gs200_program import GS200Program
+from labnr.sim.instruments.history import LevelRecorder
 from labnr.sim.instruments.scpi import SCPICall, SCPIError, SCPIInstrument, scpi_query, scpi_set
 
 __all__ = ["RANGES", "GS200Emulator", "GS200State"]
@@ -130,6 +131,9 @@ class GS200Emulator(SCPIInstrument):
     ----------
     state : GS200State
         Present settings and output history.
+    applied : LevelRecorder
+        Bounded record of the effective output and of every program run, with
+        the largest rate, jump and program step (tests only).
     """
 
     manufacturer = "YOKOGAWA"
@@ -154,6 +158,8 @@ class GS200Emulator(SCPIInstrument):
         self._range_memory: dict[str, float] = {}
         super().__init__(name, backend)
         self.state.history.append((self.clock.now, 0.0))
+        self.applied = LevelRecorder()
+        self.applied.point(self.clock.now, 0.0)
         self._add_settings()
 
     # ------------------------------------------------------------ device side
@@ -217,6 +223,7 @@ class GS200Emulator(SCPIInstrument):
         if start > history[-1][0]:
             history.append((start, before))
         history.append((end, value))
+        self.applied.move(start, end, value, before)
         return True
 
     def _set_level(self, level: float, *, range_: float | None = None) -> None:
@@ -360,6 +367,11 @@ class GS200Emulator(SCPIInstrument):
             self.state.program_slope,
             self.state.program_repeat,
         )
+        program = self._program
+        self.applied.program(
+            now, program.start_level, program.steps, program.interval, program.slope,
+            program.repeat,
+        )  # fmt: skip
         self._synced = now
         self._events &= ~(_EOS | _EOP)
         self.advance_state()

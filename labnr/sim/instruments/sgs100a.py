@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labnr.sim.instruments.backend import LabBackend
+from labnr.sim.instruments.history import SourceRecorder
 from labnr.sim.instruments.scpi import SCPIInstrument
 
 __all__ = ["FREQUENCY_RANGE", "PHASE_RANGE", "POWER_RANGE", "SGS100AEmulator", "SGS100AState"]
@@ -175,6 +176,9 @@ class SGS100AEmulator(SCPIInstrument):
     ----------
     state : SGS100AState
         Present settings.
+    applied : SourceRecorder
+        Every level and output switch applied, as peak volts on the virtual
+        clock (tests only; see :mod:`labnr.sim.instruments.history`).
     """
 
     manufacturer = "Rohde&Schwarz"
@@ -185,21 +189,39 @@ class SGS100AEmulator(SCPIInstrument):
 
     def __init__(self, name: str, backend: LabBackend | None = None) -> None:
         self.state = SGS100AState()
+        self.applied = SourceRecorder()
         super().__init__(name, backend)
         self._add_settings()
+        self._record()
 
     def reset(self) -> None:
         """``*RST``: default settings, RF off."""
         with self.lock:
             self.state = SGS100AState()
+            self._record()
+
+    def _record(self) -> None:
+        """Log the level and output now in effect (see :attr:`applied`)."""
+        self.applied.record(self.clock.now, self.state.power, self.state.output)
+
+    def _level_changed(self) -> None:
+        self._record()
+        self.changed()
 
     def _state(self, suffixes: tuple[int, ...]) -> SGS100AState:
         return self.state
 
     def _add_settings(self) -> None:
+        levels = {"power", "output"}
         for pattern, attr, low, high, unit in _NUMBERS:
-            self.add_number_setting(pattern, self._state, attr, low=low, high=high, unit=unit)
+            self.add_number_setting(
+                pattern, self._state, attr, low=low, high=high, unit=unit,
+                on_change=self._level_changed if attr in levels else None,
+            )  # fmt: skip
         for pattern, attr in _BOOLS:
-            self.add_bool_setting(pattern, self._state, attr)
+            self.add_bool_setting(
+                pattern, self._state, attr,
+                on_change=self._level_changed if attr in levels else None,
+            )  # fmt: skip
         for pattern, attr, choices in _CHOICES:
             self.add_choice_setting(pattern, self._state, attr, choices)
