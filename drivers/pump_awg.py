@@ -62,8 +62,9 @@ from typing import Any
 
 import numpy as np
 import qcodes.validators as vals
-from qcodes.instrument import Instrument, InstrumentChannel
+from qcodes.instrument import Instrument
 
+from labnr.drivers.pump_mixer import IQMixer, _Mixer, parse_mixers
 from labnr.drivers.pump_synthesis import (
     RecordPlan,
     iq_components,
@@ -86,16 +87,6 @@ __all__ = ["AWGMultiTonePump", "IQMixer"]
 log = logging.getLogger(__name__)
 
 _SIDEBANDS = {"+": 1, "-": -1, "upper": 1, "lower": -1, 1: 1, -1: -1}
-_MIXER_KEYS = {"i", "q", "lo", "lo_frequency", "lo_power"} | {
-    "gain_imbalance", "phase_imbalance", "i_offset", "q_offset"
-}
-_CALIBRATION = {
-    # key: (unit, label, validator)
-    "gain_imbalance": ("", "Q/I gain imbalance (Q gain 1 + value)", vals.Numbers(-0.5, 0.5)),
-    "phase_imbalance": ("rad", "Q-branch LO quadrature error", vals.Numbers(-np.pi / 4, np.pi / 4)),
-    "i_offset": ("V", "DC offset added to I", vals.Numbers(-1.0, 1.0)),
-    "q_offset": ("V", "DC offset added to Q", vals.Numbers(-1.0, 1.0)),
-}
 _TONE_KEYS = {"channel", "iq", "sideband", "frequency", "amplitude", "phase"}
 
 
@@ -110,47 +101,6 @@ class _Tone:
     amplitude: float
     phase: float
     requested: float
-
-
-@dataclass(frozen=True)
-class _Mixer:
-    """State of one IQ mixer."""
-
-    i: int
-    q: int
-    lo: Instrument
-    lo_frequency: float
-    gain_imbalance: float = 0.0
-    phase_imbalance: float = 0.0
-    i_offset: float = 0.0
-    q_offset: float = 0.0
-    lo_power: float | None = None
-
-
-class IQMixer(InstrumentChannel):
-    """Calibration and LO of one IQ up-converter (see the module docstring)."""
-
-    def __init__(self, parent: AWGMultiTonePump, name: str) -> None:
-        super().__init__(parent, name)
-        self.lo_frequency = self.add_parameter(
-            "lo_frequency",
-            label=f"{name} LO frequency",
-            unit="Hz",
-            get_cmd=partial(parent._mixer_value, name, "lo_frequency"),
-            set_cmd=partial(parent._set_mixer, name, "lo_frequency"),
-            vals=vals.Numbers(0, np.inf),
-            docstring="LO source frequency; the mixer's tones keep their IF.",
-        )
-        for key, (unit, label, validator) in _CALIBRATION.items():
-            param = self.add_parameter(
-                key,
-                label=f"{name} {label}",
-                unit=unit,
-                get_cmd=partial(parent._mixer_value, name, key),
-                set_cmd=partial(parent._set_mixer, name, key),
-                vals=validator,
-            )
-            setattr(self, key, param)
 
 
 class AWGMultiTonePump(MultiTonePump):
@@ -277,42 +227,7 @@ class AWGMultiTonePump(MultiTonePump):
     def _parse_mixers(
         self, mixers: dict[str, Mapping[str, Any]], tones: Mapping[str, Mapping[str, Any]]
     ) -> dict[str, _Mixer]:
-        specs = dict(mixers)
-        for tone, spec in tones.items():  # inline {"iq": {"i":.., "q":.., "lo":..}}
-            iq = spec.get("iq")
-            if isinstance(iq, Mapping):
-                key = f"iq{iq.get('i')}_{iq.get('q')}"
-                inline = {k: v for k, v in iq.items() if k != "sideband"}
-                if key in specs and dict(specs[key]) != inline:
-                    raise PumpConfigError(
-                        f"{self._origin}: tones.{tone}.iq disagrees with another definition "
-                        f"of mixer {key!r}"
-                    )
-                specs[key] = inline
-        out = {}
-        for name, spec in specs.items():
-            where = f"{self._origin}: mixers.{name}"
-            check_keys(spec, _MIXER_KEYS, where)
-            for key in ("i", "q", "lo"):
-                if spec.get(key) is None:
-                    raise PumpConfigError(f"{where}.{key}: required")
-            lo = spec["lo"]
-            missing = [p for p in ("frequency", "power", "status") if p not in lo.parameters]
-            if missing:
-                raise PumpConfigError(f"{where}.lo = {lo!r}: LO source lacks {missing}")
-            cal = {k: float(spec.get(k, 0.0)) for k in _CALIBRATION}
-            for key, value in cal.items():
-                _CALIBRATION[key][2].validate(value, f"{where}.{key}")
-            f_lo = spec.get("lo_frequency")
-            f_lo = float(lo.frequency() if f_lo is None else f_lo)  # a read, not a write
-            lo.frequency.validate(f_lo)
-            power = spec.get("lo_power")
-            if power is not None:
-                lo.power.validate(float(power))
-            i = self._channel(spec["i"], f"{where}.i")
-            q = self._channel(spec["q"], f"{where}.q")
-            out[name] = _Mixer(i, q, lo, f_lo, **cal, lo_power=power)
-        return out
+        return parse_mixers(mixers, tones, self._origin, self._channel)
 
     def _parse_tones(
         self, tones: Mapping[str, Mapping[str, Any]]
@@ -343,9 +258,26 @@ class AWGMultiTonePump(MultiTonePump):
             phase = wrap_phase(values["phase"])
             draft = _Tone(channel, mixer, sideband, 0, values["amplitude"], phase, f)
             out[name] = replace(draft, index=self._grid_index(name, draft, f, where))
+            if mixer is not None and self._mixers[mixer].track_lo:
+                self._track(mixer, out[name], f)
             initial[name] = {"amplitude": values["amplitude"], "phase": values["phase"]}
+        for mixer, state in self._mixers.items():
+            users = [n for n, t in out.items() if t.mixer == mixer]
+            if state.track_lo and len(users) > 1:
+                raise PumpConfigError(
+                    f"{self._origin}: mixers.{mixer}.track_lo: the LO can follow one tone "
+                    f"only, but tones {users} use this mixer; give each tone its own mixer "
+                    "and LO, or set track_lo: false"
+                )
         self._check_distinct(out, self._origin)
         return out, initial
+
+    def _track(self, mixer: str, tone: _Tone, frequency: float) -> None:
+        """Put the LO where the tone's grid IF lands exactly on ``frequency`` (track_lo)."""
+        state = self._mixers[mixer]
+        self._mixers[mixer] = replace(
+            state, lo_frequency=frequency - tone.sideband * tone.index * self.plan.grid
+        )
 
     def _channel(self, value: Any, where: str) -> int:
         n_channels = int(getattr(self.awg, "num_channels", 8))
@@ -404,17 +336,18 @@ class AWGMultiTonePump(MultiTonePump):
             if tone.mixer is not None:
                 where += f" via LO {self._mixers[tone.mixer].lo.name!r}"
             origin = f"config limits[{name!r}]" if limits[name] <= scale else "channel full scale"
-            self._add_tone(name, min(limits[name], scale), origin,
-                           vals.Numbers(0, np.inf), where)
+            self._add_tone(name, min(limits[name], scale), origin,  # finite frequencies only:
+                           vals.Numbers(0, 1e12), where)  # inf would reach the grid maths
 
     # ------------------------------------------------------------------ grid and synthesis
     def _grid_index(self, name: str, tone: _Tone, frequency: float, where: str = "") -> int:
         if tone.mixer is None:
             f_if, what = frequency, "frequency"
         else:
-            f_if = tone.sideband * (frequency - self._mixers[tone.mixer].lo_frequency)
-            what = f"IF (sideband {'+' if tone.sideband > 0 else '-'}, LO " \
-                   f"{self._mixers[tone.mixer].lo_frequency:.9g} Hz)"
+            m = self._mixers[tone.mixer]
+            lo = m.lo_nominal if m.track_lo else m.lo_frequency
+            f_if = tone.sideband * (frequency - lo)
+            what = f"IF (sideband {'+' if tone.sideband > 0 else '-'}, LO {lo:.9g} Hz)"
         grid = self.plan.grid
         index = int(round(f_if / grid))
         if not 1 <= index <= self.plan.max_index:
@@ -520,7 +453,54 @@ class AWGMultiTonePump(MultiTonePump):
         self._check_distinct(new, self.name)
         self._upload(self._synthesise_all(new, self._mixers, touched))
         self._tones = new
+        for name, values in changes.items():
+            t = new[name]
+            if "frequency" in values and t.mixer is not None and self._mixers[t.mixer].track_lo:
+                # the grid IF is set; the LO takes the remainder (< half a grid step)
+                self._track(t.mixer, t, float(values["frequency"]))
+                state = self._mixers[t.mixer]
+                state.lo.frequency(state.lo_frequency)
+                self._mixers[t.mixer] = replace(state, lo_frequency=float(state.lo.frequency()))
         return {n: {k: self._read(n, k) for k in v} for n, v in changes.items()}
+
+    def realisable_frequency(self, tone: str, frequency: float) -> float:
+        """The frequency ``tone`` would play if set to ``frequency``: on the grid (or exact
+        with ``track_lo``). Nothing is written."""
+        self.tone(tone)
+        t = self._tones[tone]
+        index = self._grid_index(tone, t, float(frequency))
+        if t.mixer is None:
+            return index * self.plan.grid
+        m = self._mixers[t.mixer]
+        if m.track_lo:
+            return float(frequency)
+        return m.lo_frequency + t.sideband * index * self.plan.grid
+
+    def amplitude_budgets(self) -> list[tuple[tuple[str, ...], float]]:
+        """Per channel shared by several tones: their amplitudes' sum must fit its full scale.
+
+        Conservative: the peak of a sum of tones is at most the sum of their
+        amplitudes; an IQ tone's channel amplitude includes the mixer's
+        imbalance correction (the larger of its I and Q factors), and the
+        channel's DC offset is subtracted from the full scale.
+        """
+        out = []
+        for ch in self.channels:
+            role, mixer_name = self._roles[ch]
+            names = [n for n, t in self._tones.items() if ch in self._tone_channels(t)]
+            if len(names) < 2:
+                continue
+            offset, factor = 0.0, 1.0
+            if role != "direct":
+                m = self._mixers[mixer_name]  # type: ignore[index]
+                offset = m.i_offset if role == "i" else m.q_offset
+                for n in names:
+                    for phase in np.linspace(0, np.pi, 7):
+                        i_p, q_p = iq_components(1.0, phase, self._tones[n].sideband,
+                                                 m.gain_imbalance, m.phase_imbalance)  # fmt: skip
+                        factor = max(factor, i_p[0] if role == "i" else q_p[0])
+            out.append((tuple(names), (self._full_scale[ch] - abs(offset)) / factor))
+        return out
 
     def _tone_channels(self, tone: _Tone) -> set[int]:
         if tone.mixer is None:

@@ -46,10 +46,11 @@ from labnr.calibrate.circulator_helpers import (
     point_figures,
     pump_off,
     settings_dict,
+    solve_realisable,
 )
 from labnr.calibrate.flux import resonance_offsets, sweet_spot
 from labnr.calibrate.node import CalibrationContext, CheckResult, Node, NodeResult
-from labnr.calibrate.operating_point import Settings, solve_operating_point
+from labnr.calibrate.operating_point import Settings
 from labnr.measure import (
     acquire_smatrix,
     load,
@@ -169,6 +170,20 @@ class Modes(Node):
             out.update(ctx.result("flux_sweet_spot")["frequencies"])
         return out
 
+    @staticmethod
+    def span(ctx: CalibrationContext) -> float:
+        """The config's VNA span if it covers 4 expected linewidths, else 6 linewidths.
+
+        A device whose directional band is far narrower than its port modes
+        (an electromechanical isolator: kHz band, MHz cavities) configures the
+        VNA for that band; the pumps-off resonances need the wider span.
+        """
+        cfg = ctx.config
+        widths = [float(c.linewidth) for c in cfg.modes.values() if c.vna_port and c.linewidth]
+        if not widths or cfg.vna.span >= 4 * max(widths):
+            return float(cfg.vna.span)
+        return 6 * max(widths)
+
     def run(self, ctx: CalibrationContext) -> NodeResult:
         from labnr.fit import fit_resonance
 
@@ -177,9 +192,10 @@ class Modes(Node):
         centres = self.centres(ctx)
         ports = list(port_modes(cfg))
         paths = [(m, m) for m in ports]
-        ds = measure_smatrix(lab, span=cfg.vna.span, points=POINTS, centres=centres,
+        span = self.span(ctx)
+        ds = measure_smatrix(lab, span=span, points=POINTS, centres=centres,
                              paths=paths, progress=False)  # fmt: skip
-        meta = make_plan(lab, span=cfg.vna.span, points=POINTS, centres=centres, paths=paths)
+        meta = make_plan(lab, span=span, points=POINTS, centres=centres, paths=paths)
         ctx.count_acquisition(plan_acquisitions(meta))
         ctx.record_run(ds.run_id)
         data = load(ds.run_id)
@@ -227,8 +243,11 @@ class PumpTone(Node):
         self.tone = tone
 
     def run(self, ctx: CalibrationContext) -> NodeResult:
+        from labnr.calibrate.pump_window import run_window_tone, window_tone
         from labnr.fit import calibrate_amplitude, guesses_from_config
 
+        if window_tone(ctx, self.tone):
+            return run_window_tone(ctx, self.tone, self.fractions)
         lab, cfg, tone = ctx.lab, ctx.config, self.tone
         tc = cfg.pumps.tones[tone]
         modes = ctx.result("modes")["modes"]
@@ -294,7 +313,7 @@ class LoopPhase(Node):
         lab, cfg = ctx.lab, ctx.config
         fwd, rev = cfg.target.paths()
         model = device_model(ctx)
-        op = solve_operating_point(model, fwd, rev)
+        op = solve_realisable(ctx, model, fwd, rev)
         st = settings_dict(op.settings)
         tone = self.tones[0]
         apply_settings(lab, st)
@@ -357,7 +376,7 @@ class OperatingPoint(Node):
         fwd, rev = cfg.target.paths()
         lp = ctx.result("loop_phase")
         model = device_model(ctx, lp["theta"])
-        op = solve_operating_point(model, fwd, rev)
+        op = solve_realisable(ctx, model, fwd, rev)
         base = op.settings
         st = settings_dict(base)
         apply_settings(lab, st)
@@ -374,7 +393,7 @@ class OperatingPoint(Node):
                     ph[t] += dx
                 else:
                     amp[t] = float(np.clip(amp[t] + dx, 0.0, limits[t]))
-            return Settings(amp, ph, base.frequency)
+            return Settings(model.within_budgets(amp), ph, base.frequency)
 
         def predicted(x: np.ndarray) -> np.ndarray:
             S = model.smatrix(settings_at(x))
@@ -405,7 +424,8 @@ class OperatingPoint(Node):
 
         y_raw = reads.read()
         y = model_convention(ctx, y_raw)
-        ctx.log.info("refine start: measured %s, predicted %s", y / kf, predicted(np.zeros(4)) / kf)
+        ctx.log.info("refine start: measured %s, predicted %s", y / kf,
+                     predicted(np.zeros(len(knobs))) / kf)  # fmt: skip
         history = [float(np.min(iso_db(y)))]
         max_step = np.array([0.1] + [0.1 * max(base.amplitude[t], 1e-3) for t in self.tones])
         n_reads = len(rev)

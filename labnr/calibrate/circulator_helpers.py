@@ -15,9 +15,12 @@ from labnr.calibrate.node import CalibrationContext
 from labnr.calibrate.operating_point import (
     DeviceModel,
     ModeModel,
+    OperatingPoint,
     Settings,
     ToneModel,
     figures,
+    realise,
+    solve_operating_point,
 )
 from labnr.measure import load, make_plan, measure_smatrix
 from labnr.measure.acquire import port_modes
@@ -36,6 +39,7 @@ __all__ = [
     "pump_off",
     "settings_dict",
     "settings_of",
+    "solve_realisable",
 ]
 
 
@@ -119,15 +123,22 @@ def device_model(ctx: CalibrationContext, theta: Mapping[str, float] | None = No
     """The :class:`DeviceModel` from the ``modes`` and ``pump_<tone>`` results."""
     cfg = ctx.config
     modes_r = ctx.result("modes")["modes"]
+    from labnr.calibrate.pump_window import internal_modes
+
     modes = {
         m: ModeModel(v["frequency"], v["kappa_ext"], v["kappa_int"]) for m, v in modes_r.items()
     }
+    # modes without a VNA port, as the pump nodes measured them (sideband windows)
+    for m, v in internal_modes(ctx).items():
+        modes[m] = ModeModel(v["frequency"], 0.0, v["kappa_int"])
     tones = {}
     for t, tc in cfg.pumps.tones.items():
         r = ctx.result(f"pump_{t}")
         tones[t] = ToneModel(tuple(tc.modes), tc.kind, r["eta"], float((theta or {}).get(t, 0.0)),
                              float(tc.max_amplitude), dict(r["stark"]))  # fmt: skip
-    return DeviceModel(modes, tones, list(port_modes(cfg)))
+    pump = getattr(ctx.lab, "pump", None)
+    budgets = pump.amplitude_budgets() if hasattr(pump, "amplitude_budgets") else []
+    return DeviceModel(modes, tones, list(port_modes(cfg)), budgets)
 
 
 def line_gains(ctx: CalibrationContext) -> dict[str, float]:
@@ -135,6 +146,17 @@ def line_gains(ctx: CalibrationContext) -> dict[str, float]:
     out = {f"{m},{m}": v["line_gain"] for m, v in ctx.result("modes")["modes"].items()}
     for t in ctx.config.pumps.tones:
         out.update(ctx.result(f"pump_{t}")["line_gain"])
+    if "loop_phase" in ctx.state:
+        # |factor| of a reverse path fitted with the model is that path's line gain
+        for key, (re, im) in ctx.result("loop_phase")["factors"].items():
+            out.setdefault(key, float(abs(complex(re, im))))
+    # a path measured only the other way: |G_oi| = |G_oo| |G_ii| / |G_io|
+    # (input and output line gains of each port, from the reflections)
+    fwd, rev = ctx.config.target.paths()
+    for o, i in [*fwd, *rev]:
+        if f"{o},{i}" not in out and f"{i},{o}" in out and f"{o},{o}" in out \
+                and f"{i},{i}" in out:  # fmt: skip
+            out[f"{o},{i}"] = out[f"{o},{o}"] * out[f"{i},{i}"] / out[f"{i},{o}"]
     return out
 
 
@@ -211,3 +233,26 @@ def fit_reflection(fit_resonance: Any, delta: np.ndarray, trace: np.ndarray, run
 def model_convention(ctx: CalibrationContext, z: np.ndarray) -> np.ndarray:
     """Measured phasors in the model's convention (conjugated if the VNA's is the other)."""
     return np.conj(z) if ctx.result("modes").get("conjugate") else z
+
+
+def solve_realisable(ctx: CalibrationContext, model: DeviceModel,
+                     forward: Sequence[tuple[str, str]],
+                     reverse: Sequence[tuple[str, str]]) -> OperatingPoint:  # fmt: skip
+    """:func:`solve_operating_point`, then again at the pump frequencies the pump can play.
+
+    A pump on a frequency grid (AWG records) moves each tone by up to half a
+    step and may leave a loop unclosed; :func:`realise` puts the tones on the
+    grid with every loop closed, and amplitudes and phases are solved again for
+    those fixed frequencies.
+    """
+    op = solve_operating_point(model, forward, reverse)
+    pump = getattr(ctx.lab, "pump", None)
+    if not hasattr(pump, "realisable_frequency"):
+        return op
+    st = realise(model, op.settings, pump.realisable_frequency)
+    moved = max(abs(st.frequency[t] - op.settings.frequency[t]) for t in st.frequency)
+    if moved < 1e-3:
+        return op
+    ctx.log.info("pump frequencies moved by up to %.3g Hz to the pump's grid; solving again",
+                 moved)  # fmt: skip
+    return solve_operating_point(model, forward, reverse, start=st, retune_pumps=False)

@@ -46,6 +46,11 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
         action="store_true",
         help="start from an empty calibration state (the old file is kept as a backup)",
     )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="write no PNG report (and make no verification sweep after the calibration)",
+    )
     return parser
 
 

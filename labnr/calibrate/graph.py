@@ -332,7 +332,8 @@ class CalibrationGraph:
         except _Interrupted as exc:
             report.nodes.append(exc.report)
             report.status, report.failed_node = "interrupted", exc.report.name
-            report.reason = f"interrupted (Ctrl-C) in node {exc.report.name!r}"
+            report.reason = f"interrupted ({exc.report.reason.split(' during ')[0]}) in node " \
+                            f"{exc.report.name!r}"
             done = {n.name for n in report.nodes}
             report.nodes += [
                 self._not_run(n, report) for n in self._order if n in selected and n not in done
@@ -394,7 +395,8 @@ class CalibrationGraph:
             self._run(name, ctx, rep, reason)
             return rep
         except KeyboardInterrupt as exc:
-            rep.status, rep.reason = "interrupted", f"Ctrl-C during {phase}"
+            what = "SIGTERM" if type(exc).__name__ == "Terminated" else "Ctrl-C"
+            rep.status, rep.reason = "interrupted", f"{what} during {phase}"
             raise _Interrupted(rep) from exc
         finally:
             rep.duration_s = time.perf_counter() - start

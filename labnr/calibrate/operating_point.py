@@ -23,7 +23,7 @@ linewidths, internal loss and Stark shifts are all accounted for.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,6 +70,19 @@ class DeviceModel:
     modes: Mapping[str, ModeModel]
     tones: Mapping[str, ToneModel]
     ports: Sequence[str]  # modes with a VNA port, in port order
+    #: shared amplitude limits: sum of the tones' amplitudes <= volts (tones on one AWG channel)
+    budgets: Sequence[tuple[tuple[str, ...], float]] = ()
+
+    def within_budgets(self, amplitude: Mapping[str, float]) -> dict[str, float]:
+        """``amplitude`` with every over-budget group scaled down to 99.9 % of its budget."""
+        out = dict(amplitude)
+        for names, limit in self.budgets:
+            total = sum(abs(out.get(n, 0.0)) for n in names)
+            if total > limit * 0.999:
+                for n in names:
+                    if n in out:
+                        out[n] *= limit * 0.999 / total
+        return out
 
     def shifted_frequencies(self, amplitude: Mapping[str, float]) -> dict[str, float]:
         """Mode frequencies with the pumps' Stark shifts, Hz."""
@@ -225,7 +238,16 @@ def solve_operating_point(
             return Settings(amp, phase, model.resonant_frequencies(amp, detuning))
         return Settings(amp, phase, fixed_freq)
 
-    n_res = 2 * len(reverse) + len(forward) + len(model.ports)
+    n_res = 2 * len(reverse) + len(forward) + len(model.ports) + len(model.budgets)
+    budget_idx = [[tones.index(n) for n in names if n in tones] for names, _ in model.budgets]
+    budget_lim = np.array([lim for _, lim in model.budgets])
+
+    def over_budget(x: np.ndarray) -> np.ndarray:
+        """Penalty of tones sharing an output beyond its full scale (0 when within)."""
+        if not model.budgets:
+            return np.zeros(0)
+        total = np.array([np.sum(x[idx]) for idx in budget_idx])
+        return 100.0 * np.maximum(total - 0.99 * budget_lim, 0.0) / budget_lim
 
     def residual(x: np.ndarray) -> np.ndarray:
         try:
@@ -237,11 +259,14 @@ def solve_operating_point(
         refl = np.abs(np.diag(S))
         return np.concatenate(
             [reverse_weight * rev.real, reverse_weight * rev.imag, 1.0 - fwd,
-             reflection_weight * refl]
+             reflection_weight * refl, over_budget(x)]
         )  # fmt: skip
 
     rng = np.random.default_rng(seed)
-    guesses = [np.r_[_ideal_guess(model, tones, limits), np.ones(len(free))]]
+    ideal = _ideal_guess(model, tones, limits)
+    amps = model.within_budgets(dict(zip(tones, ideal[:nt], strict=True)))
+    ideal[:nt] = [amps[t] for t in tones]
+    guesses = [np.r_[ideal, np.ones(len(free))]]
     if start is not None:
         guesses.insert(0, np.r_[[start.amplitude.get(t, 0.0) for t in tones],
                                 [start.phase.get(t, 0.0) for t in tones],
@@ -266,7 +291,7 @@ def solve_operating_point(
             break  # reverse paths below -80 dB: the remaining terms only polish the loss
     assert best is not None
     settings = settings_of(best.x)
-    settings = Settings(settings.amplitude,
+    settings = Settings(model.within_budgets(settings.amplitude),
                         {t: float(np.angle(np.exp(1j * p))) for t, p in settings.phase.items()},  # noqa: E501
                         settings.frequency)  # fmt: skip
     try:
@@ -293,3 +318,40 @@ def _ideal_guess(model: DeviceModel, tones: list[str], limits: np.ndarray) -> np
         kb = model.modes[tone.modes[1]].kappa_ext + model.modes[tone.modes[1]].kappa_int
         amps.append(np.sqrt(ka * kb) / 2 / max(tone.eta, 1e-30))
     return np.r_[np.minimum(amps, limits), np.zeros(len(tones))]
+
+
+def realise(
+    model: DeviceModel, settings: Settings, realisable: Callable[[str, float], float]
+) -> Settings:
+    """``settings`` with the pump frequencies the instruments can really play, loops closed.
+
+    Every tone on a spanning tree of the pump links is moved to its realisable
+    frequency (e.g. the AWG's grid); every tone that closes a loop is then set
+    to the frequency the tree's frames require, so the loop's phase stays
+    static. Raises ValueError if that frequency is not realisable (the grid
+    cannot close the loop).
+    """
+    freq = {t: float(realisable(t, f)) for t, f in settings.frequency.items()}
+    f_modes = model.shifted_frequencies(settings.amplitude)
+    tones = list(model.tones)
+    links = []
+    for t in tones:
+        a, b = model.tones[t].modes
+        if model.tones[t].kind == "conversion" and f_modes[a] > f_modes[b]:
+            a, b = b, a
+        links.append(PumpLink(a, b, model.tones[t].kind, freq[t]))
+    _, mismatch = assign_frames(f_modes, links, roots=list(model.ports))
+    for t, miss in zip(tones, mismatch, strict=True):
+        if miss == 0.0:
+            continue
+        # mismatch = (F_a + f) - F_b (conversion) or f - F_a - F_b (gain): remove it
+        need = freq[t] - miss
+        got = float(realisable(t, need))
+        if abs(got - need) > 1e-3:  # Hz
+            raise ValueError(
+                f"pump tone {t!r}: closing its loop needs {need:.6f} Hz, but the pump can "
+                f"only play {got:.6f} Hz there; use a finer frequency grid (pumps."
+                "frequency_resolution) or give the tone its own LO with track_lo"
+            )
+        freq[t] = got
+    return Settings(settings.amplitude, settings.phase, freq)

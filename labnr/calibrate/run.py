@@ -4,12 +4,14 @@
 only with a flux bias and flux-tunable port modes; one pump node per tone);
 :func:`cmd_calibrate` opens the lab, runs the graph with
 :func:`~labnr.calibrate.cli.run_calibration` and adds the measured figures to
-the ``--json`` line.
+the ``--json`` line; unless ``--no-report`` it then writes the one-page PNG
+report (:mod:`labnr.calibrate.report`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from labnr.calibrate.circulator import (
@@ -20,7 +22,7 @@ from labnr.calibrate.circulator import (
     PumpTone,
 )
 from labnr.calibrate.cli import run_calibration
-from labnr.calibrate.graph import CalibrationGraph, GraphReport
+from labnr.calibrate.graph import CalibrationGraph, CalibrationInterrupted, GraphReport
 from labnr.calibrate.node import CalibrationContext
 from labnr.calibrate.state import CalibrationState
 
@@ -68,16 +70,55 @@ def summary(ctx: CalibrationContext, report: GraphReport, lab: Any) -> dict[str,
 
 def calibrate(lab: Any, *, from_node: str | None = None, json: bool = False,
               target: str | None = None, dry_run: bool = False, reset: bool = False,
-              out: Any = None) -> tuple[GraphReport, CalibrationContext]:  # fmt: skip
-    """Run the graph of ``lab.config`` on an open lab session."""
+              png_report: bool = False, out: Any = None
+              ) -> tuple[GraphReport, CalibrationContext]:  # fmt: skip
+    """Run the graph of ``lab.config`` on an open lab session.
+
+    With ``png_report`` the one-page report (:mod:`labnr.calibrate.report`, after a
+    verification sweep counted apart) is written, its path printed and added to the
+    ``--json`` line with ``report_acquisitions``.
+    """
     state = CalibrationState.for_config(lab.config, reset=reset)
     ctx = CalibrationContext(state, lab=lab, config=lab.config)
     graph = build_graph(lab.config)
-    report = run_calibration(
-        graph, ctx, from_node, json, target=target, dry_run=dry_run,
-        extra=lambda rep: summary(ctx, rep, lab), out=out,
-    )  # fmt: skip
+    made: dict[str, Any] = {}
+    wanted = png_report and not dry_run
+
+    def extra(rep: GraphReport) -> dict[str, Any]:
+        figures = summary(ctx, rep, lab)
+        if wanted:
+            figures.update(_png_report(ctx, rep, lab, figures, made, sys.stderr))
+        return figures
+
+    try:
+        report = run_calibration(
+            graph, ctx, from_node, json, target=target, dry_run=dry_run, extra=extra, out=out,
+        )  # fmt: skip
+    except CalibrationInterrupted as exc:
+        if wanted and not made:
+            _png_report(ctx, exc.report, lab, summary(ctx, exc.report, lab), made, out)
+        raise
+    if wanted and not made:  # without --json the summary was not asked for
+        _png_report(ctx, report, lab, summary(ctx, report, lab), made, out)
+    if report.exit_code != 0 and not dry_run and hasattr(lab, "station"):
+        from labnr.safety import safe_state
+
+        safe_state(lab)  # a failed node leaves no pump on (flux held)
     return report, ctx
+
+
+def _png_report(ctx: CalibrationContext, rep: GraphReport, lab: Any, figures: dict[str, Any],
+                made: dict[str, Any], stream: Any) -> dict[str, Any]:  # fmt: skip
+    """Write the PNG report once; the keys it adds to the ``--json`` line."""
+    from labnr.calibrate.report import make_report
+
+    made.update(make_report(lab, ctx, rep, figures, sweep=rep.status == "ok"))
+    print(f"report: {made['report']}", file=stream or sys.stdout, flush=True)
+    keys = {k: v for k, v in made.items() if k in ("report", "report_acquisitions",
+                                                     "report_error")}  # fmt: skip
+    if made.get("report_run_id") is not None:
+        keys["run_ids"] = [*figures.get("run_ids", []), made["report_run_id"]]
+    return keys
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -88,5 +129,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         report, _ = calibrate(
             lab, from_node=args.from_node, json=args.json, target=args.target,
             dry_run=args.dry_run, reset=args.reset_state,
+            png_report=not getattr(args, "no_report", False),
         )  # fmt: skip
     return report.exit_code

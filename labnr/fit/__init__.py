@@ -74,3 +74,8 @@ __all__ += [
     "guess_etas",
     "guesses_from_config",
 ]
+
+# ---------------------------------------------------------------- sideband window
+from labnr.fit.sideband import fit_sideband_window, sideband_reflection  # noqa: E402
+
+__all__ += ["fit_sideband_window", "sideband_reflection"]
