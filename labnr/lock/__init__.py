@@ -32,6 +32,7 @@ from labnr.lock.controller import (
 from labnr.lock.log import EVENTS, LockLog, LogRow, write_qcodes
 from labnr.lock.plant import ErrorSignal, KnobSpec, Plant, Reading, element_name
 from labnr.lock.supervisor import (
+    Checkpoint,
     LockSupervisor,
     Reacquire,
     Reacquisition,
@@ -41,6 +42,7 @@ from labnr.lock.supervisor import (
 
 __all__ = [
     "EVENTS",
+    "Checkpoint",
     "Command",
     "ControllerSettings",
     "ErrorSignal",

@@ -128,10 +128,14 @@ class LabPlant:
         """Take over the knob values and limits of a plant built at a new operating point.
 
         Used after a re-calibration: the supervisor keeps this plant object, so
-        the new settings (already written to the pumps) are copied into it.
+        the new settings (already written to the pumps) are copied into it,
+        with the new read plan: band centres and the receiver offsets follow
+        the re-solved tone frequencies (a receiver left at the old pump
+        frequency would listen next to the converted signal).
         """
         self._values.update(other._values)
         self._specs.update(other._specs)
+        self._reads = list(other._reads)
 
     def knobs(self) -> dict[str, KnobSpec]:
         out = {}
@@ -169,7 +173,10 @@ class LabPlant:
             self._sleep(float(seconds))
 
     def safe_state(self) -> None:
-        self.session.pump.off()
+        """Pumps off (every source tried, with retries and reconnection); flux held."""
+        from labnr.safety import safe_state
+
+        safe_state(self.session)
 
     @property
     def acquisitions(self) -> int:

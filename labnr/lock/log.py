@@ -40,6 +40,8 @@ EVENTS = (
     "limit",
     "interrupted",
     "stop",
+    "resumed",
+    "checkpoint_failed",
 )
 
 

@@ -42,6 +42,7 @@ from labnr.lock.log import LockLog
 from labnr.lock.plant import ErrorSignal, Plant, Reading
 
 __all__ = [
+    "Checkpoint",
     "LockSupervisor",
     "Reacquire",
     "Reacquisition",
@@ -86,6 +87,9 @@ class SupervisorSettings:
         Bounds of the read interval, s.
     max_relocks_without_lock : int
         Park after this many re-acquisitions in a row that never reached ``lock_db``.
+    checkpoint_interval : float
+        Plant time between two calls of the supervisor's ``checkpoint`` (the
+        last locked point, for a lock that resumes after an interruption), s.
     """
 
     lock_db: float = 40.0
@@ -103,6 +107,7 @@ class SupervisorSettings:
     min_interval: float = 0.0
     max_interval: float = 300.0
     max_relocks_without_lock: int = 2
+    checkpoint_interval: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,9 @@ class Reacquisition:
 
 #: ``reacquire() -> bool | Reacquisition``.
 Reacquire = Callable[[], "bool | Reacquisition"]
+
+#: ``checkpoint(time, knob_values, worst_isolation_db)``: persist the last locked point.
+Checkpoint = Callable[[float, dict[str, float], float], None]
 
 
 class ReadScheduler:
@@ -202,6 +210,11 @@ class LockSupervisor:
         Thresholds and budgets.
     log : LockLog, optional
         Where to record (a new one by default; see :attr:`log`).
+    checkpoint : callable, optional
+        ``checkpoint(time, knob_values, worst_isolation_db)``, called with a
+        read at or above ``lock_db`` at most every ``checkpoint_interval`` s
+        of plant time (the first locked read included). A checkpoint that
+        raises is logged and does not stop the lock.
     """
 
     def __init__(
@@ -212,8 +225,11 @@ class LockSupervisor:
         reacquire: Reacquire | None = None,
         settings: SupervisorSettings | None = None,
         log: LockLog | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.plant = plant
+        self.checkpoint = checkpoint
+        self._last_checkpoint: float | None = None
         self.controller = controller
         self.signal = signal
         self.reacquire = reacquire
@@ -340,6 +356,7 @@ class LockSupervisor:
         obs = self.controller.observe(e, knobs, reading.time)
         worst = float(np.min(iso))
         self._track(worst, reading.time)
+        self._checkpoint(worst, knobs, reading.time)
         reason = self._lost(worst, obs)
         if reason:
             self.last_loss = (reason, obs)
@@ -400,6 +417,20 @@ class LockSupervisor:
         elif worst < st.lost_db:
             self.locked = False
         self._low = self._low + 1 if worst < st.lost_db else 0
+
+    def _checkpoint(self, worst: float, knobs: dict[str, Any], time: float) -> None:
+        st = self.settings
+        if self.checkpoint is None or worst < st.lock_db:
+            return
+        last = self._last_checkpoint
+        if last is not None and time - last < st.checkpoint_interval:
+            return
+        self._last_checkpoint = time
+        values = {n: knobs[n].value for n in self.controller.names if n in knobs}
+        try:
+            self.checkpoint(time, values, worst)
+        except Exception as exc:  # noqa: BLE001 - persisting must never stop the lock
+            self.log.event(time, "checkpoint_failed", f"{type(exc).__name__}: {exc}")
 
     def _lost(self, worst: float, obs: Observation) -> str:
         st = self.settings

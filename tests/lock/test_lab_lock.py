@@ -1,4 +1,4 @@
-"""`labnr lock` on the virtual lab: 2 h of virtual time with the preset's drift."""
+"""`labnr lock` on the virtual lab: 2 h of virtual time with the preset's drift, to target."""
 
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ def test_lab_lock_two_hours(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert set(summary) == KEYS
     assert set(summary["fraction_above"]) == {"30", "40"}
     assert summary["duration_s"] == pytest.approx(7200, rel=0.01)
-    assert summary["fraction_above"]["30"] >= 0.95
+    # the targets of issue 7 on one seed (logged figures: read noise included)
+    assert summary["fraction_above"]["40"] >= 0.99
+    assert summary["fraction_above"]["30"] == 1.0
     assert summary["measurement_duty"] <= 0.05
+    assert summary["relocks"] == 0
     assert summary["lock_acquisitions"] > 0
     assert list((tmp_path / "data").glob("lock_run_*.png"))
