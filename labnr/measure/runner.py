@@ -188,27 +188,35 @@ def run_sweep(
     meas = new_measurement(session, kind, knobs, meta, [len(a) for a in axes], database)
     loop = _Loop(session, kind, knobs, meta, kwargs if replan else None)
     ds = None
+    # an exception is held until the QCoDeS run has closed normally (the dataset is
+    # completed either way; QCoDeS would otherwise log its traceback to stderr)
+    pending: BaseException | None = None
     try:
         with meas.run() as saver:
-            ds = saver.dataset
-            for key, value in metadata(session, kind, knobs, meta).items():
-                ds.add_metadata(key, value)
-            status = outcome = "interrupted"
             try:
-                loop.run(saver, grid, progress)
-                status = outcome = "completed"
-            except KeyboardInterrupt as exc:
-                terminated = isinstance(exc, Terminated)
-                outcome = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
-                raise
-            except Exception as exc:
-                outcome = f"stopped: {type(exc).__name__}: {exc}"
-                raise
-            finally:
-                ds.add_metadata("labnr_status", status)
-                ds.add_metadata("labnr_points", loop.stored)
-                ds.add_metadata("labnr_points_planned", len(grid))
-                ds.add_metadata("labnr_outcome", outcome)
+                ds = saver.dataset
+                for key, value in metadata(session, kind, knobs, meta).items():
+                    ds.add_metadata(key, value)
+                status = outcome = "interrupted"
+                try:
+                    loop.run(saver, grid, progress)
+                    status = outcome = "completed"
+                except KeyboardInterrupt as exc:
+                    terminated = isinstance(exc, Terminated)
+                    outcome = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+                    pending = exc
+                except Exception as exc:
+                    outcome = f"stopped: {type(exc).__name__}: {exc}"
+                    pending = exc
+                finally:
+                    ds.add_metadata("labnr_status", status)
+                    ds.add_metadata("labnr_points", loop.stored)
+                    ds.add_metadata("labnr_points_planned", len(grid))
+                    ds.add_metadata("labnr_outcome", outcome)
+            except BaseException as exc:  # e.g. SIGTERM while the metadata was written
+                pending = pending or exc
+        if pending is not None:
+            raise pending
     except KeyboardInterrupt:
         log.warning("%s interrupted after %d of %d points", kind, loop.stored, len(grid))
         safe_state(session)
