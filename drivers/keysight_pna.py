@@ -73,6 +73,7 @@ from .keysight_pna_channel import (
     Stimulus,
     acquire,
     prepare,
+    read_stimulus,
     sweep_timeout_seconds,
 )
 from .keysight_pna_checks import PNAValidationMixin
@@ -306,7 +307,7 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
         prep = self._prepared.get(self.sweep_channel)
         if prep is not None:
             return prep.stimulus.copy()
-        return np.array(self.ask_block(f"SENS{self.sweep_channel}:X?"), dtype=float)
+        return read_stimulus(self, self.sweep_channel)
 
     def sweep(
         self, params: Sequence[tuple[int, int]]

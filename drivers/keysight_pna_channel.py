@@ -22,7 +22,14 @@ import numpy as np
 import numpy.typing as npt
 
 from .keysight_pna_params import channel_catalog, format_value, sparameter_label
-from .parsing import is_no_error, parse_bool, parse_fields, parse_int, parse_number
+from .parsing import (
+    ReplyError,
+    is_no_error,
+    parse_bool,
+    parse_fields,
+    parse_int,
+    parse_number,
+)
 
 if TYPE_CHECKING:
     from .keysight_pna import KeysightPNAXBase
@@ -60,6 +67,21 @@ class PNATransport(Protocol):
     def check_errors(self, context: str, first_reply: str | None = None) -> None: ...
 
     def sweep_timeout(self, duration: float) -> _TimeoutScope: ...
+
+
+def read_stimulus(pna: PNATransport, chan: int) -> npt.NDArray[np.float64]:
+    """The channel's stimulus frequencies (``SENS:X?``), checked against its point count.
+
+    pyvisa's block reader accepts a truncated or mislabelled block (e.g. ``#13abc``
+    gives no values); the count and finiteness checks turn that into a
+    :class:`~labnr.drivers.parsing.ReplyError` (retried as a malformed reply).
+    """
+    cmd = f"SENS{chan}:X?"
+    points = parse_int(pna.ask_raw(f"SENS{chan}:SWE:POIN?"), f"SENS{chan}:SWE:POIN?")
+    values = np.array(pna.ask_block(cmd), dtype=float)
+    if values.size != points or not np.all(np.isfinite(values)):
+        raise ReplyError(cmd, f"{values.size} finite values expected {points}", values[:8])
+    return values
 
 
 class _TimeoutScope(Protocol):
@@ -300,7 +322,7 @@ def prepare(pna: PNATransport, chan: int, config: ChannelConfig) -> PreparedChan
     if config.stimulus is not None:
         stimulus = config.stimulus.frequencies()
     else:
-        stimulus = np.array(pna.ask_block(f"SENS{chan}:X?"), dtype=float)
+        stimulus = read_stimulus(pna, chan)
     receiver = config.offset.receiver(stimulus) if config.offset is not None else stimulus
     reads = tuple(f"CALC{chan}:MEAS{m}:DATA:SDATA?" for m in numbers)
     return PreparedChannel(chan, config, stimulus, receiver, pass_time, sweeps, trigger, reads)

@@ -328,3 +328,42 @@ def test_is_number(value: object) -> None:
     if isinstance(value, Decimal):
         expected = False  # numbers.Real does not include Decimal
     assert _is_number(value) is expected
+
+
+# ---------------------------------------------------------------------- PNA stimulus
+
+
+class _StimulusTransport:
+    """Answers SWE:POIN? and SENS:X? as a PNA would, or with a block pyvisa read leniently."""
+
+    def __init__(self, points: int, values: np.ndarray) -> None:
+        self.points, self.values = points, values
+
+    def ask_raw(self, cmd: str) -> str:
+        assert cmd.endswith("SWE:POIN?")
+        return str(self.points)
+
+    def ask_block(self, cmd: str) -> np.ndarray:
+        assert cmd.endswith(":X?")
+        return self.values
+
+
+@given(st.integers(min_value=1, max_value=50), st.integers(min_value=0, max_value=60))
+def test_stimulus_size_is_checked(points: int, got: int) -> None:
+    from labnr.drivers.keysight_pna_channel import read_stimulus
+
+    values = np.linspace(5e9, 6e9, got)
+    pna = _StimulusTransport(points, values)
+    if got == points:
+        assert np.array_equal(read_stimulus(pna, 1), values)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ReplyError, match="SENS1:X\\?"):
+            read_stimulus(pna, 1)  # type: ignore[arg-type]
+
+
+def test_stimulus_with_nan_is_refused() -> None:
+    from labnr.drivers.keysight_pna_channel import read_stimulus
+
+    pna = _StimulusTransport(3, np.array([1e9, np.nan, 2e9]))
+    with pytest.raises(ReplyError, match="finite"):
+        read_stimulus(pna, 1)  # type: ignore[arg-type]
