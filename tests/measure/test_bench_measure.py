@@ -17,7 +17,7 @@ def test_sweep_loop_overhead_is_small(jpc: LabSession) -> None:
     sys.modules[spec.name] = bench  # dataclasses look their module up
     try:
         spec.loader.exec_module(bench)
-        results = bench.run(points=401, n=8, blocks=1, session=jpc)
+        results = bench.run(points=401, n=8, blocks=2, session=jpc)  # alternating: load-robust
     finally:
         del sys.modules[spec.name]
     assert [r.variant for r in results] == ["offset", "plain"]
