@@ -47,6 +47,7 @@ from labnr.calibrate.circulator_helpers import (
     pump_off,
     settings_dict,
     solve_realisable,
+    sweep_tone_alone,
 )
 from labnr.calibrate.flux import resonance_offsets, sweet_spot
 from labnr.calibrate.node import CalibrationContext, CheckResult, Node, NodeResult
@@ -57,7 +58,6 @@ from labnr.measure import (
     make_plan,
     measure_smatrix,
     sweep_flux,
-    sweep_pump_amplitude,
 )
 from labnr.measure.acquire import port_modes
 
@@ -248,15 +248,12 @@ class PumpTone(Node):
 
         if window_tone(ctx, self.tone):
             return run_window_tone(ctx, self.tone, self.fractions)
-        lab, cfg, tone = ctx.lab, ctx.config, self.tone
+        cfg, tone = ctx.config, self.tone
         tc = cfg.pumps.tones[tone]
         modes = ctx.result("modes")["modes"]
         centres = {m: v["frequency"] for m, v in modes.items()}
         a, b = tc.modes
         f = abs(centres[b] - centres[a]) if tc.kind == "conversion" else centres[a] + centres[b]
-        lab.pump.set_tones({t: {"amplitude": 0.0} for t in cfg.pumps.tones}
-                           | {tone: {"amplitude": 0.0, "frequency": f}})  # fmt: skip
-        lab.pump.output(True)
         amps = [float(tc.max_amplitude) * x for x in self.fractions]
         # the coupled pair's 2x2 S-matrix, and the other modes' reflections (Stark shifts)
         ports = list(port_modes(cfg))
@@ -264,15 +261,8 @@ class PumpTone(Node):
         # input and output gain, hence the other direction's line gain too
         paths = [(m, m) for m in ports] + [(b, a)]
         span = 5 * max(modes[m]["kappa_ext"] + modes[m]["kappa_int"] for m in ports)
-        try:
-            meta = make_plan(lab, span=span, points=POINTS, centres=centres, paths=paths)
-            ds = sweep_pump_amplitude(lab, tone, amps, centres=centres, span=span,
-                                      points=POINTS, paths=paths, progress=False)  # fmt: skip
-        finally:
-            lab.pump.set_tones({tone: {"amplitude": 0.0}})
-            lab.pump.output(False)
-        ctx.count_acquisition(len(amps) * plan_acquisitions(meta))
-        ctx.record_run(ds.run_id)
+        ds, _ = sweep_tone_alone(ctx, tone, f, amps, centres=centres, span=span, points=POINTS,
+                                 paths=paths)  # fmt: skip
         fmodes, links = guesses_from_config(cfg, centres, pump_mode=True, tones=[tone])
         fmodes = [
             type(m)(m.name, modes[m.name]["kappa_ext"], modes[m.name]["kappa_int"], m.detuning,

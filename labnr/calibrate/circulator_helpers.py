@@ -22,7 +22,7 @@ from labnr.calibrate.operating_point import (
     realise,
     solve_operating_point,
 )
-from labnr.measure import load, make_plan, measure_smatrix
+from labnr.measure import load, make_plan, measure_smatrix, sweep_pump_amplitude
 from labnr.measure.acquire import port_modes
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "settings_dict",
     "settings_of",
     "solve_realisable",
+    "sweep_tone_alone",
 ]
 
 
@@ -54,6 +55,30 @@ def plan_acquisitions(meta: Any) -> int:
 def pump_off(lab: Any) -> None:
     if lab.pump is not None:
         lab.pump.output(False)
+
+
+def sweep_tone_alone(ctx: CalibrationContext, tone: str, frequency: float,
+                     amplitudes: Sequence[float], **plan: Any) -> tuple[Any, float]:  # fmt: skip
+    """Every other tone at 0 V, ``tone`` at ``frequency`` swept over ``amplitudes``.
+
+    ``plan``: ``centres``, ``span``, ``points``, ``paths`` of the acquisition. The
+    acquisitions are counted and the run recorded; the pump is left off. Returns
+    the dataset and the tone's frequency as the pump really plays it.
+    """
+    lab = ctx.lab
+    lab.pump.set_tones({t: {"amplitude": 0.0} for t in ctx.config.pumps.tones}
+                       | {tone: {"amplitude": 0.0, "frequency": frequency}})  # fmt: skip
+    lab.pump.output(True)
+    played = float(lab.pump.tone(tone).frequency())
+    try:
+        meta = make_plan(lab, **plan)
+        ds = sweep_pump_amplitude(lab, tone, list(amplitudes), progress=False, **plan)
+    finally:
+        lab.pump.set_tones({tone: {"amplitude": 0.0}})
+        pump_off(lab)
+    ctx.count_acquisition(len(amplitudes) * plan_acquisitions(meta))
+    ctx.record_run(ds.run_id)
+    return ds, played
 
 
 def apply_flux(lab: Any, offset_current: float) -> None:

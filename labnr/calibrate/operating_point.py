@@ -111,18 +111,26 @@ class DeviceModel:
             out[t] = abs(frame[b] - frame[a]) if tone.kind == "conversion" else frame[a] + frame[b]
         return out
 
-    def network(self, settings: Settings) -> tuple[Network, dict[str, float]]:
-        """The model network at these settings and the frame of every mode (Hz)."""
+    def pump_links(self, settings: Settings) -> tuple[list[PumpLink], dict[str, float]]:
+        """One :class:`PumpLink` per tone (conversion: lower mode first), in tone order,
+        and the Stark-shifted mode frequencies they were oriented with."""
         f = self.shifted_frequencies(settings.amplitude)
-        links, couplings = [], []
+        links = []
         for t, tone in self.tones.items():
             a, b = tone.modes
             if tone.kind == "conversion" and f[a] > f[b]:
                 a, b = b, a
             links.append(PumpLink(a, b, tone.kind, float(settings.frequency[t])))
+        return links, f
+
+    def network(self, settings: Settings) -> tuple[Network, dict[str, float]]:
+        """The model network at these settings and the frame of every mode (Hz)."""
+        links, f = self.pump_links(settings)
+        couplings = []
+        for (t, tone), link in zip(self.tones.items(), links, strict=True):
             amp = float(settings.amplitude.get(t, 0.0))
             phase = float(settings.phase.get(t, 0.0)) + tone.theta
-            couplings.append((a, b, tone.kind, tone.eta * amp, phase))
+            couplings.append((link.a, link.b, tone.kind, tone.eta * amp, phase))
         frames, _ = assign_frames(f, links, roots=list(self.ports))
         net = Network(
             [
@@ -332,14 +340,8 @@ def realise(
     cannot close the loop).
     """
     freq = {t: float(realisable(t, f)) for t, f in settings.frequency.items()}
-    f_modes = model.shifted_frequencies(settings.amplitude)
     tones = list(model.tones)
-    links = []
-    for t in tones:
-        a, b = model.tones[t].modes
-        if model.tones[t].kind == "conversion" and f_modes[a] > f_modes[b]:
-            a, b = b, a
-        links.append(PumpLink(a, b, model.tones[t].kind, freq[t]))
+    links, f_modes = model.pump_links(Settings(settings.amplitude, settings.phase, freq))
     _, mismatch = assign_frames(f_modes, links, roots=list(model.ports))
     for t, miss in zip(tones, mismatch, strict=True):
         if miss == 0.0:

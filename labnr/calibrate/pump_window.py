@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from labnr.calibrate.circulator_helpers import plan_acquisitions, pump_off
+from labnr.calibrate.circulator_helpers import sweep_tone_alone
 from labnr.calibrate.node import CalibrationContext, NodeResult
-from labnr.measure import load, make_plan, sweep_pump_amplitude
+from labnr.measure import load
 from labnr.measure.acquire import port_modes
 
 __all__ = ["WINDOW_POINTS", "internal_modes", "run_window_tone", "window_span", "window_tone"]
@@ -41,7 +41,7 @@ def run_window_tone(ctx: CalibrationContext, tone: str, fractions: Sequence[floa
     """Measure and fit the sideband window of ``tone`` (module docstring)."""
     from labnr.fit import fit_sideband_window
 
-    lab, cfg = ctx.lab, ctx.config
+    cfg = ctx.config
     tc = cfg.pumps.tones[tone]
     if tc.kind != "conversion":
         return NodeResult.failure(
@@ -56,23 +56,12 @@ def run_window_tone(ctx: CalibrationContext, tone: str, fractions: Sequence[floa
     f_port = float(modes[port]["frequency"])
     f_hidden = float(cfg.modes[hidden].frequency)
     f_pump = abs(f_port - f_hidden)
-    lab.pump.set_tones({t: {"amplitude": 0.0} for t in cfg.pumps.tones}
-                       | {tone: {"amplitude": 0.0, "frequency": f_pump}})  # fmt: skip
-    lab.pump.output(True)
-    f_pump = float(lab.pump.tone(tone).frequency())  # as realised (the AWG's grid)
     amps = [float(tc.max_amplitude) * x for x in fractions]
     centres = {m: float(v["frequency"]) for m, v in modes.items()}
-    span = window_span(ctx, port)
-    paths = [(port, port)]
-    try:
-        meta = make_plan(lab, span=span, points=WINDOW_POINTS, centres=centres, paths=paths)
-        ds = sweep_pump_amplitude(lab, tone, amps, centres=centres, span=span,
-                                  points=WINDOW_POINTS, paths=paths, progress=False)  # fmt: skip
-    finally:
-        lab.pump.set_tones({tone: {"amplitude": 0.0}})
-        pump_off(lab)
-    ctx.count_acquisition(len(amps) * plan_acquisitions(meta))
-    ctx.record_run(ds.run_id)
+    # f_pump as realised (the AWG's grid): the window's position is relative to it
+    ds, f_pump = sweep_tone_alone(ctx, tone, f_pump, amps, centres=centres,
+                                  span=window_span(ctx, port), points=WINDOW_POINTS,
+                                  paths=[(port, port)])  # fmt: skip
     data = load(ds.run_id)
     S = data["S"].sel(out=port, **{"in": port})
     knob = next(d for d in S.dims if d != "frequency")

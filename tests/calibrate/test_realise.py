@@ -9,7 +9,7 @@ import pytest
 from test_operating_point import model_of
 
 from labnr.calibrate.operating_point import realise, solve_operating_point
-from labnr.model.frames import PumpLink, assign_frames
+from labnr.model.frames import assign_frames
 
 NAMES = {"a1m1": "iq1", "a2m1": "iq2", "a1m2": "iq1", "a2m2": "iq2"}
 LO = {"a1m1": 5.2e9, "a1m2": 5.2e9, "a2m1": 6.055e9, "a2m2": 6.055e9}
@@ -23,13 +23,7 @@ def grid(step: float, lo: dict[str, float]):
 
 
 def mismatches(model, settings) -> list[float]:
-    f = model.shifted_frequencies(settings.amplitude)
-    links = []
-    for t, tone in model.tones.items():
-        a, b = tone.modes
-        if f[a] > f[b]:
-            a, b = b, a
-        links.append(PumpLink(a, b, tone.kind, settings.frequency[t]))
+    links, f = model.pump_links(settings)
     return assign_frames(f, links, roots=list(model.ports))[1]
 
 
