@@ -5,7 +5,7 @@ python experiments/characterise_modes.py [--config CONFIG] [--offset-current A -
 
 from __future__ import annotations
 
-from common import figure_path, open_session, parser
+from common import figure_path, open_session, parser, run
 
 from labnr.measure import load, measure_smatrix, plot_smatrix
 
@@ -25,4 +25,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

@@ -1,11 +1,24 @@
-"""Shared command-line plumbing of the lab scripts in experiments/ (public API only)."""
+"""Shared command-line plumbing of the lab scripts in experiments/ (public API only).
+
+Every script ends with ``raise SystemExit(run(main))``: SIGINT and SIGTERM then
+finish or abandon the current point, switch the pumps off (read back), mark the
+run and keep its data (:func:`labnr.session.open_lab` does that for the session),
+and the script exits with one line on stderr and 130 (Ctrl-C) or 143 (SIGTERM),
+no traceback; a lab held by another labnr process exits 75 with one line naming
+it (nothing touched), an unwritable output folder or a locked database 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from labnr.cli import setup_logging
+from labnr.lablock import EXIT_LAB_BUSY, LabBusy, StorageError
+from labnr.safety import interrupt_exit_code, last_safe_state, sigterm_as_interrupt
 from labnr.session import LabSession, open_lab
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sim_jpc_circulator.yaml"
@@ -35,7 +48,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def open_session(args: argparse.Namespace) -> LabSession:
     """Open the lab with data under ``--output`` and apply the flux calibration given."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not logging.getLogger().handlers:  # a script run from the shell (not under pytest)
+        setup_logging(level=logging.INFO)
     out = Path(args.output)
     session = open_lab(args.config, database=out / "labnr.db", data_dir=out / "data")
     try:
@@ -59,3 +73,24 @@ def figure_path(args: argparse.Namespace, name: str) -> Path:
     path = Path(args.output) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a script's ``main``; interrupts, a busy lab and storage errors end in one line."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "experiment"
+    try:
+        with sigterm_as_interrupt():
+            return int(main(argv))
+    except KeyboardInterrupt as exc:
+        code = interrupt_exit_code(exc)
+        what = "terminated (SIGTERM)" if code == 143 else "interrupted (Ctrl-C)"
+        report = last_safe_state()
+        safe = report.line() if report is not None else "no instrument was connected"
+        print(f"{name}: {what}; {safe}; measured data kept", file=sys.stderr, flush=True)
+        return code
+    except LabBusy as exc:
+        print(f"{name}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_LAB_BUSY
+    except StorageError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr, flush=True)
+        return 2

@@ -11,7 +11,7 @@ happens, and the offset current that would put it at zero flux.
 from __future__ import annotations
 
 import numpy as np
-from common import figure_path, open_session, parser
+from common import figure_path, open_session, parser, run
 
 from labnr.calibrate.flux import resonance_offsets, sweet_spot
 from labnr.measure import load, plot_flux_map, sweep_flux
@@ -50,4 +50,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

@@ -6,7 +6,7 @@ python experiments/pump_map.py --phase-tone bc --amplitude-tone ab [--n 11]
 from __future__ import annotations
 
 import numpy as np
-from common import figure_path, open_session, parser
+from common import figure_path, open_session, parser, run
 
 from labnr.measure import load, map_pumps, plot_map
 
@@ -41,4 +41,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

@@ -6,7 +6,7 @@ python experiments/pump_phase_sweep.py --tone bc --amplitude 0.1 [--points 37]
 from __future__ import annotations
 
 import numpy as np
-from common import figure_path, open_session, parser
+from common import figure_path, open_session, parser, run
 
 from labnr.measure import load, plot_sweep, sweep_pump_phase
 
@@ -38,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

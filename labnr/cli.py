@@ -21,6 +21,7 @@ sim fault ADDRESS KIND [VALUE]
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="labnr", description="Calibrate and lock nonreciprocal parametric devices."
     )
     parser.add_argument("--version", action="version", version=f"labnr {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show every log record and tracebacks on stderr"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="print and plot an ideal circulator's S-matrix")
     demo.add_argument(
@@ -133,10 +137,79 @@ def build_parser() -> argparse.ArgumentParser:
     lock = sub.add_parser("lock", help="hold a calibrated device at its operating point")
     add_lock_arguments(lock)
     lock.set_defaults(func=cmd_lock)
+    for p in (cal, lock):  # also after the subcommand; SUPPRESS keeps a top-level --debug
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show every log record and tracebacks on stderr")  # fmt: skip
     from labnr.sim.cli import add_parser as add_sim_parser
 
     add_sim_parser(sub)
     return parser
+
+
+class _TerminalFormatter(logging.Formatter):
+    """One line per record on the terminal: no traceback (it goes to the log file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+class _OnlyLabnr(logging.Filter):
+    """labnr's own records (other libraries' go to the log file, or with ``--debug``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == "labnr" or record.name.startswith("labnr.")
+
+
+def setup_logging(debug: bool = False, level: int = logging.WARNING) -> logging.Handler:
+    """Terminal logging of a labnr command: labnr's records at ``level`` and up, one line
+    each and no traceback; with ``debug`` every record of every library, tracebacks too.
+
+    Returns the terminal handler (installed on the root logger).
+    """
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.DEBUG if debug else level)
+    if debug:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_TerminalFormatter())
+        handler.addFilter(_OnlyLabnr())
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    return handler
+
+
+def _log_file(args: argparse.Namespace) -> logging.Handler | None:
+    """``<data_dir>/labnr.log`` of the command's config (every record, tracebacks included)."""
+    config = getattr(args, "config", None)
+    if not config:
+        return None
+    try:
+        from labnr.config import load_config
+
+        cfg = load_config(config)
+        folder = cfg.path(cfg.storage.data_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(folder / "labnr.log", delay=True, encoding="utf-8")
+    except Exception:  # noqa: BLE001 - the command reports a bad config or folder itself
+        return None
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _safe_line() -> str:
+    from labnr.safety import last_safe_state
+
+    report = last_safe_state()
+    return f"; {report.line()}" if report is not None else "; no instrument was connected"
+
+
+def _fail(args: argparse.Namespace, text: str, code: int, where: logging.Handler | None) -> int:
+    hint = f" (details: {where.baseFilename})" if isinstance(where, logging.FileHandler) else ""
+    print(f"labnr {args.command}: {text}{hint}", file=sys.stderr, flush=True)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,27 +217,52 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     SIGTERM (``kill <pid>``, a batch system's stop) raises
     :class:`labnr.safety.Terminated`, a ``KeyboardInterrupt``: the same cleanup
-    as Ctrl-C runs (whole points kept, pump outputs off, flux held) and the
-    command exits with 143.
+    as Ctrl-C runs (whole points kept, pump outputs off and read back, flux
+    held). Every ending is one line on stderr, never a traceback (it goes to
+    ``<data_dir>/labnr.log``; ``--debug`` shows it). Exit status: 0 ok; 1 a
+    node or run failed, or an instrument could not be connected; 2 a config or
+    storage error found before connecting; 3 below target; 75
+    (:data:`labnr.lablock.EXIT_LAB_BUSY`) another process holds the lab;
+    130 Ctrl-C; 143 SIGTERM.
     """
-    from labnr.safety import Terminated, sigterm_as_interrupt
+    from labnr.lablock import EXIT_LAB_BUSY, LabBusy, StorageError, describe_storage_error
+    from labnr.safety import clear_last_safe_state, interrupt_exit_code, sigterm_as_interrupt
 
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    clear_last_safe_state()
+    handlers = [setup_logging(debug)]
+    log_file = _log_file(args)
+    handlers += [log_file] if log_file is not None else []
+    log = logging.getLogger("labnr.cli")
     try:
         with sigterm_as_interrupt():
             return int(args.func(args))
-    except ValueError as exc:
-        print(f"labnr {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as exc:
-        if not isinstance(exc, Terminated) and not isinstance(exc.__cause__, Terminated):
+        log.debug("interrupted", exc_info=True)
+        code = interrupt_exit_code(exc)
+        what = "terminated (SIGTERM)" if code == 143 else "interrupted (Ctrl-C)"
+        return _fail(args, f"{what}{_safe_line()}; measured data kept", code, None)
+    except LabBusy as exc:
+        return _fail(args, str(exc), EXIT_LAB_BUSY, None)
+    except StorageError as exc:
+        log.debug("storage error", exc_info=True)
+        return _fail(args, f"error: {exc}", 2, None)
+    except ValueError as exc:
+        log.debug("error", exc_info=True)
+        if debug:
             raise
-        print(
-            f"labnr {args.command}: terminated (SIGTERM); pump outputs off, flux held, "
-            "measured data kept",
-            file=sys.stderr,
-        )
-        return 143
+        return _fail(args, f"error: {exc}", 2, None)
+    except Exception as exc:
+        log.debug("error", exc_info=True)
+        if debug:
+            raise
+        line = describe_storage_error(exc) or f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return _fail(args, f"error: {line}{_safe_line()}", 1, log_file)
+    finally:
+        for h in handlers:
+            logging.getLogger().removeHandler(h)
+            h.close()
 
 
 if __name__ == "__main__":

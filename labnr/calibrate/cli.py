@@ -39,7 +39,8 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="show which nodes would run or be checked; measure nothing",
+        help="show which nodes would run or be checked, from the state file; connect, "
+        "measure and write nothing",
     )
     parser.add_argument(
         "--reset-state",

@@ -8,6 +8,13 @@ otherwise it skips it. Each result is saved to the
 :class:`~labnr.calibrate.state.CalibrationState` file as soon as the node
 finishes, so an interrupted calibration resumes from the last finished node.
 
+A check that raises an instrument fault (:func:`is_instrument_fault`: an
+``InstrumentFault``, a ``PNAError``, a VISA or storage error) fails its node
+without running it — the lab's ``safe_state()`` is applied and the graph stops
+— since a measurement from a faulty instrument must not trigger a full re-run
+(a flux sweep, say). A check that returns invalid, or raises any other error,
+leads to the node running as before.
+
 A failed node (an exception, or ``NodeResult.failure``) stops the graph: its
 previous result stays, the failure is recorded beside it, and the nodes after
 it are reported "not run". Ctrl-C stops it the same way (the node is reported
@@ -30,8 +37,11 @@ from labnr.calibrate.node import (
     GraphError,
     Node,
     NodeResult,
+    _CheckFault,
+    is_instrument_fault,
 )
 from labnr.calibrate.state import CalibrationState, to_plain
+from labnr.lablock import describe_storage_error
 
 __all__ = [
     "CalibrationGraph",
@@ -382,7 +392,11 @@ class CalibrationGraph:
                     rep.status, rep.reason = "would check", "stored result; check would decide"
                     return rep
                 phase = "check"
-                chk = self._check(name, ctx, rep)
+                try:
+                    chk = self._check(name, ctx, rep)
+                except _CheckFault as fault:
+                    self._check_fault(name, ctx, rep, fault)
+                    return rep
                 if chk.valid:
                     rep.status, rep.reason = "skipped", f"valid: {chk.reason}".rstrip(": ")
                     ctx.log.info("%s: skipped (%s)", name, rep.reason)
@@ -424,7 +438,8 @@ class CalibrationGraph:
         return None
 
     def _check(self, name: str, ctx: CalibrationContext, rep: NodeReport) -> CheckResult:
-        """Run the node's check; a check that raises counts as invalid."""
+        """Run the node's check; a check that raises counts as invalid, except an
+        instrument or storage fault, which is raised as :class:`_CheckFault`."""
         try:
             chk = self._nodes[name].check(ctx)
             if isinstance(chk, bool):
@@ -432,7 +447,9 @@ class CalibrationGraph:
             if not isinstance(chk, CheckResult):
                 raise TypeError(f"check() returned {type(chk).__name__}, expected CheckResult")
             ctx.state.record_check(name, chk.valid, chk.reason, chk.data, now=ctx.now())
-        except Exception as exc:  # noqa: BLE001 - a broken check means: measure again
+        except Exception as exc:  # noqa: BLE001 - a broken check means: measure again ...
+            if is_instrument_fault(exc):  # ... unless the lab itself failed: stop safely
+                raise _CheckFault(_error(exc, ctx)) from exc
             ctx.log.warning("%s: check raised %s; running the node", name, _error(exc))
             chk = CheckResult.invalid(f"check raised {_error(exc)}")
         rep.run_ids += [r for r in chk.run_ids if r not in rep.run_ids]
@@ -443,6 +460,21 @@ class CalibrationGraph:
             "acquisitions": ctx._node_acquisitions,
         }
         return chk
+
+    def _check_fault(self, name: str, ctx: CalibrationContext, rep: NodeReport,
+                     fault: _CheckFault) -> None:  # fmt: skip
+        """A check that raised an instrument fault: the node fails, unrun; safe state."""
+        safe = getattr(ctx.lab, "safe_state", None)
+        if callable(safe):
+            try:
+                safe()
+            except Exception:  # noqa: BLE001 - safe_state never raises; a fake lab might
+                ctx.log.exception("%s: safe state after the check's fault failed", name)
+        rep.status = "failed"
+        rep.reason = f"check failed with an instrument fault, node not run: {fault}"
+        ctx.log.error("%s: %s", name, rep.reason)
+        ctx.log.debug("%s: traceback", name, exc_info=fault)
+        ctx.state.record_failure(name, rep.reason, now=ctx.now())
 
     def _run(self, name: str, ctx: CalibrationContext, rep: NodeReport, reason: str) -> None:
         """Run the node and store its result, or record its failure."""
@@ -467,7 +499,7 @@ class CalibrationGraph:
                 now=ctx.now(),
             )
         except Exception as exc:  # noqa: BLE001 - any error fails the node, not the program
-            msg = str(exc) if isinstance(exc, _NodeFailed) else _error(exc)
+            msg = str(exc) if isinstance(exc, _NodeFailed) else _error(exc, ctx)
             rep.status, rep.reason = "failed", msg
             rep.run_ids += [r for r in ctx._run_ids if r not in rep.run_ids]
             ctx.log.error("%s: failed: %s", name, msg)
@@ -500,7 +532,12 @@ def _revision(state: CalibrationState, node: str) -> int | None:
     return None if rec is None else rec.revision
 
 
-def _error(exc: BaseException) -> str:
+def _error(exc: BaseException, ctx: CalibrationContext | None = None) -> str:
+    """One line for ``exc``; a storage failure names the path (the lab's database)."""
+    database = getattr(getattr(ctx, "lab", None), "database", None)
+    storage = describe_storage_error(exc, database)
+    if storage is not None:
+        return storage
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

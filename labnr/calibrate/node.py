@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from datetime import datetime
 from typing import Any
 
 from labnr.calibrate.state import CalibrationState, utc_now
+from labnr.drivers.resilience import InstrumentFault
 
 __all__ = [
     "CalibrationContext",
@@ -67,12 +69,37 @@ __all__ = [
     "Node",
     "NodeResult",
     "NodeTimeout",
+    "is_instrument_fault",
     "node",
 ]
 
 
 class GraphError(ValueError):
     """An invalid graph or request: unknown node or dependency, dependency cycle."""
+
+
+class _CheckFault(Exception):
+    """A node's check raised an instrument (or storage) fault: stop, do not run the node."""
+
+
+def is_instrument_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error behind it) is a fault of the lab, not of the check's logic.
+
+    Instrument faults (:class:`~labnr.drivers.resilience.InstrumentFault` and every
+    other error of labnr's drivers, e.g. ``PNAError``), VISA and connection errors,
+    and storage errors (a locked database, a full disk).
+    """
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        module = type(seen).__module__ or ""
+        if isinstance(seen, (InstrumentFault, OSError, TimeoutError, sqlite3.Error)) or (
+            module.startswith(("labnr.drivers", "pyvisa"))
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class NodeTimeout(RuntimeError):

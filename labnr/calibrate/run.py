@@ -26,7 +26,7 @@ from labnr.calibrate.graph import CalibrationGraph, CalibrationInterrupted, Grap
 from labnr.calibrate.node import CalibrationContext
 from labnr.calibrate.state import CalibrationState
 
-__all__ = ["build_graph", "calibrate", "cmd_calibrate", "summary"]
+__all__ = ["build_graph", "calibrate", "cmd_calibrate", "dry_run", "summary"]
 
 
 def build_graph(config: Any) -> CalibrationGraph:
@@ -121,14 +121,44 @@ def _png_report(ctx: CalibrationContext, rep: GraphReport, lab: Any, figures: di
     return keys
 
 
+def dry_run(config: Any, *, from_node: str | None = None, json: bool = False,
+            target: str | None = None, reset: bool = False,
+            out: Any = None) -> GraphReport:  # fmt: skip
+    """``labnr calibrate --dry-run``: which nodes would run or be checked, from the state file.
+
+    Honest by construction: no lab session is opened, so nothing is connected,
+    measured or written — no instrument (not even a pump-off), no lab lock, no
+    database, no state file (with ``reset`` the state is taken as empty in
+    memory; the file is left as it is). Whether a stored result is still valid
+    is what a real run's check would measure: those nodes are "would check".
+    (The one write left: reading a corrupt state file keeps a backup copy of it,
+    as every run does, and the command then fails.)
+    """
+    from labnr.calibrate.state import config_hash
+
+    if reset:
+        state = CalibrationState(config.name, config_hash(config), None)
+    else:
+        state = CalibrationState.for_config(config)
+    ctx = CalibrationContext(state, lab=None, config=config)
+    return run_calibration(build_graph(config), ctx, from_node, json, target=target,
+                           dry_run=True, out=out)  # fmt: skip
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """``labnr calibrate CONFIG [--from NODE] [--json]``."""
+    """``labnr calibrate CONFIG [--from NODE] [--json] [--dry-run]``."""
     from labnr.session import open_lab
 
+    if args.dry_run:
+        from labnr.config import load_config
+
+        report = dry_run(load_config(args.config), from_node=args.from_node, json=args.json,
+                         target=args.target, reset=args.reset_state)  # fmt: skip
+        print("dry run: nothing was connected, measured or written", file=sys.stderr)
+        return report.exit_code
     with open_lab(args.config) as lab:
         report, _ = calibrate(
             lab, from_node=args.from_node, json=args.json, target=args.target,
-            dry_run=args.dry_run, reset=args.reset_state,
-            png_report=not getattr(args, "no_report", False),
+            reset=args.reset_state, png_report=not getattr(args, "no_report", False),
         )  # fmt: skip
     return report.exit_code

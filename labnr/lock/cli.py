@@ -73,19 +73,27 @@ def run_lock(
     runner = LabLockRun(lab, resume=resume, out=out)
     try:
         sup = runner.prepare()
+        # every row reaches the database as it is logged (kill -9 loses seconds, not the log)
+        sup.log.stream_to(lab.database, sample=lab.config.name)
     except BaseException:
         safe_state(lab)  # a failed start leaves no pump on (flux held)
         raise
     print(f"lock start: {runner.resume_note or 'calibrated operating point'}", file=out)
     try:
         summary = runner.run(duration)
-    except BaseException:
+    except BaseException as stop:
         # a lock stopped by a fault or Ctrl-C: its pumps are off (the supervisor
-        # parks); every read it logged is still stored
+        # parks); every read it logged is still stored, and the summary printed
         try:
             store_lock(lab, runner)
         except Exception as exc:  # noqa: BLE001 - the original error matters more
-            print(f"lock log could not be stored: {exc!r}", file=out)
+            print(f"lock log could not be stored: {exc}", file=out)
+        if isinstance(stop, KeyboardInterrupt) and runner.supervisor is not None:
+            try:
+                text = json.dumps(runner.supervisor.log.summary(), default=str)
+            except Exception as exc:  # noqa: BLE001 - the interrupt matters more
+                text = f"unavailable ({type(exc).__name__}: {exc})"
+            print(f"lock summary (stopped): {text}", file=out, flush=True)
         raise
     return summary, sup.log, store_lock(lab, runner)
 
