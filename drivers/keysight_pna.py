@@ -57,13 +57,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from qcodes.instrument import ChannelList, ChannelTuple, VisaInstrument
+from qcodes.instrument import ChannelList, ChannelTuple
 from qcodes.parameters import Parameter
 
+from .identity import KEYSIGHT_VENDORS, PNA_FAMILY, Identity
 from .keysight_pna_channel import (
     ChannelConfig,
     OffsetTransmission,
@@ -85,6 +86,7 @@ from .keysight_pna_params import (
     channel_catalog,
 )
 from .resilience import call_with_retries, require_finite
+from .visa_guard import GuardedVisaInstrument
 
 if TYPE_CHECKING:
     from qcodes.instrument import VisaInstrumentKWArgs
@@ -104,8 +106,12 @@ __all__ = [
 PYVISA_SIM_FILE = "labnr.drivers:sims/keysight_pna.yaml"
 
 
-class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
+class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, GuardedVisaInstrument):
     """Keysight PNA / PNA-X family; model limits are constructor arguments.
+
+    On connect the analyzer must answer ``*IDN?`` as :attr:`identity` (here
+    any Keysight/Agilent N52xx or P50xx; each model class narrows it to its
+    model) before anything is written; see :mod:`labnr.drivers.visa_guard`.
 
     Parameters
     ----------
@@ -130,6 +136,9 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
         Channel numbers the driver uses for sweeps and frequency-offset sweeps.
     point_channels : sequence of int
         Channels for point reads (one per distinct configuration, LRU reuse).
+    serial : str, optional
+        Expected serial number (``*IDN?``), e.g. ``init: {serial: MY59100001}``
+        in the station file; None: not checked.
     **kwargs
         :class:`~qcodes.instrument.VisaInstrument` arguments (``timeout``,
         ``terminator``, ``pyvisa_sim_file``, ``metadata``, ...).
@@ -137,6 +146,8 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
 
     default_terminator = "\n"
     default_timeout = 10.0
+    #: What the analyzer must answer to ``*IDN?`` (vendor, model family).
+    identity: ClassVar[Identity] = PNA_FAMILY
 
     def __init__(
         self,
@@ -154,6 +165,7 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
         sweep_channel: int = 1,
         offset_channel: int = 2,
         point_channels: Sequence[int] = (3, 4, 5, 6),
+        serial: str | None = None,
         **kwargs: Unpack[VisaInstrumentKWArgs],
     ) -> None:
         self.limits = PNALimits(
@@ -173,7 +185,7 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
         self._prepared: dict[int, PreparedChannel] = {}
         self._point_lru: OrderedDict[ChannelConfig, int] = OrderedDict()
         self._electrical_delay = 0.0
-        super().__init__(name, address, **kwargs)
+        super().__init__(name, address, serial=serial, **kwargs)  # confirms *IDN? first
         self.options: tuple[str, ...] = self._read_options()
         self.fom_available = "080" in self.options
         self._initialize()
@@ -225,9 +237,10 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
             Float64 values (read-only view of the received bytes).
         """
         self.visa_log.debug("Querying block: %s", cmd)
-        return self.visa_handle.query_binary_values(
-            cmd, datatype="d", is_big_endian=False, container=np.array
-        )
+        with self.exchange(cmd, write=False):  # identity confirmed, no stale reply
+            return self.visa_handle.query_binary_values(
+                cmd, datatype="d", is_big_endian=False, container=np.array
+            )
 
     @contextmanager
     def sweep_timeout(self, duration: float) -> Iterator[None]:
@@ -562,6 +575,10 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, VisaInstrument):
 class KeysightN5242B(KeysightPNAXBase):
     """Keysight PNA-X N5242B: 4 ports, 10 MHz - 26.5 GHz.
 
+    Accepts an analyzer answering ``*IDN?`` as N5242A or N5242B (Keysight or
+    Agilent); another PNA model is refused (its limits differ): use its class,
+    or :class:`KeysightPNAXBase` with its limits.
+
     Power range -90 to +20 dBm assumes the source attenuators (option 419);
     pass ``min_power``/``max_power`` to override.
 
@@ -575,6 +592,10 @@ class KeysightN5242B(KeysightPNAXBase):
         Limits to override and :class:`KeysightPNAXBase` / VisaInstrument arguments.
     """
 
+    identity: ClassVar[Identity] = Identity(
+        KEYSIGHT_VENDORS, (r"N5242[AB]",), "a Keysight PNA-X N5242A/B"
+    )
+
     def __init__(self, name: str, address: str | None = None, **kwargs: Any) -> None:
         limits = {"min_frequency": 10e6, "max_frequency": 26.5e9, "n_ports": 4,
                   "min_power": -90.0, "max_power": 20.0}  # fmt: skip
@@ -583,6 +604,8 @@ class KeysightN5242B(KeysightPNAXBase):
 
 class KeysightN5222B(KeysightPNAXBase):
     """Keysight PNA N5222B: 4 ports, 10 MHz - 26.5 GHz, -95 to +13 dBm (with attenuators).
+
+    Accepts an analyzer answering ``*IDN?`` as N5222A or N5222B.
 
     Parameters
     ----------
@@ -593,6 +616,10 @@ class KeysightN5222B(KeysightPNAXBase):
     **kwargs
         Limits to override and :class:`KeysightPNAXBase` / VisaInstrument arguments.
     """
+
+    identity: ClassVar[Identity] = Identity(
+        KEYSIGHT_VENDORS, (r"N5222[AB]",), "a Keysight PNA N5222A/B"
+    )
 
     def __init__(self, name: str, address: str | None = None, **kwargs: Any) -> None:
         limits = {"min_frequency": 10e6, "max_frequency": 26.5e9, "n_ports": 4,

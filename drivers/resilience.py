@@ -250,6 +250,18 @@ def _saved_connection(instrument: Any, handle: Any) -> dict[str, Any]:
     return saved
 
 
+def _mark_dirty(instrument: Any, reason: str) -> None:
+    """Tell a guarded driver its connection may hold a stale reply.
+
+    :class:`labnr.drivers.visa_guard.GuardedVisaInstrument` then flushes and
+    pairs (or reconnects) before its next exchange, even when ``reconnect``
+    is None; other instruments have no ``mark_dirty`` and are left alone.
+    """
+    mark = getattr(instrument, "mark_dirty", None)
+    if callable(mark) and hasattr(instrument, "_labnr_guard"):
+        mark(reason)
+
+
 _active = threading.local()
 
 
@@ -331,7 +343,9 @@ def call_with_retries(
                     "%s: %s: %s (%s: %s); retry %d", name, operation, kind,
                     type(exc).__name__, exc, attempt,
                 )  # fmt: skip
-                broken = broken or kind in _RECONNECT_KINDS
+                if kind in _RECONNECT_KINDS:
+                    broken = True
+                    _mark_dirty(instrument, f"{kind} in {operation}")
                 if on_retry is not None:
                     on_retry(kind)
                 pause = policy.delay(attempt)

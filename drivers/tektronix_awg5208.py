@@ -18,6 +18,10 @@ not fit the AWG5208:
   :class:`AWGError` with the instrument's own text.
 - **Run without polling.** :meth:`run` starts the sequencer and checks for errors
   once (QCoDeS's ``play`` polls with 100 ms sleeps).
+- **Identity first.** ``*IDN?`` must answer TEKTRONIX AWG5208 (and the serial,
+  when ``serial=`` is given) before QCoDeS's ``__init__`` writes anything (it sets
+  the mass-memory directory); a wrong instrument is closed untouched, and no
+  late reply answers a later query (:mod:`labnr.drivers.visa_guard`).
 
 pyvisa-sim file for plumbing tests: ``labnr.drivers.sims:tektronix_awg5208.yaml``.
 """
@@ -25,14 +29,16 @@ pyvisa-sim file for plumbing tests: ``labnr.drivers.sims:tektronix_awg5208.yaml`
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 import qcodes.validators as vals
 from qcodes.instrument_drivers.tektronix import Tektronix70000AWGChannel, TektronixAWG5208
 
+from .identity import AWG5208, Identity
 from .parsing import parse_error, parse_int
+from .visa_guard import GuardedVisaInstrument
 
 if TYPE_CHECKING:
     from qcodes.instrument import VisaInstrumentKWArgs
@@ -45,7 +51,7 @@ class AWGError(RuntimeError):
     """The AWG reported an error (the message holds the instrument's own text)."""
 
 
-class TektronixAWG5208Direct(TektronixAWG5208):
+class TektronixAWG5208Direct(TektronixAWG5208, GuardedVisaInstrument):
     """AWG5208 with direct float32 waveform-list upload.
 
     Parameters
@@ -61,6 +67,8 @@ class TektronixAWG5208Direct(TektronixAWG5208):
     min_waveform_length : int
         Shortest waveform this driver uploads, samples (2400 is the
         sequencer's minimum on the AWG5200 series and safe in AWG mode).
+    serial : str, optional
+        Expected serial number (``*IDN?``); None: not checked.
     **kwargs
         Forwarded to :class:`~qcodes.instrument.VisaInstrument`.
 
@@ -78,6 +86,8 @@ class TektronixAWG5208Direct(TektronixAWG5208):
     sample_rate_range: tuple[float, float] = (1.49e3, 2.5e9)
     #: Standard waveform memory, samples.
     max_waveform_length: int = 16_200_000
+    #: What the AWG must answer to ``*IDN?`` (eight channels, as this class assumes).
+    identity: ClassVar[Identity] = AWG5208
 
     def __init__(
         self,
@@ -85,9 +95,11 @@ class TektronixAWG5208Direct(TektronixAWG5208):
         address: str,
         dc_amplifier_option: bool = False,
         min_waveform_length: int = 2400,
+        serial: str | None = None,
         **kwargs: Unpack[VisaInstrumentKWArgs],
     ) -> None:
-        super().__init__(name, address, **kwargs)
+        # QCoDeS's __init__ forwards kwargs to GuardedVisaInstrument, which confirms *IDN?
+        super().__init__(name, address, serial=serial, **kwargs)  # type: ignore[call-arg]
         self.amplitude_range: tuple[float, float] = (0.025, 1.5 if dc_amplifier_option else 0.75)
         self.min_waveform_length = int(min_waveform_length)
         for n in range(1, self.num_channels + 1):
@@ -168,12 +180,9 @@ class TektronixAWG5208Direct(TektronixAWG5208):
             The instrument refused the data.
         """
         data = self._as_samples(name, samples)
-        self.visa_handle.write_binary_values(
-            f'WLISt:WAVeform:DATA "{name}",{int(start)},{data.size},',
-            data,
-            datatype="f",
-            is_big_endian=False,
-        )
+        header = f'WLISt:WAVeform:DATA "{name}",{int(start)},{data.size},'
+        with self.exchange(header, write=True):
+            self.visa_handle.write_binary_values(header, data, datatype="f", is_big_endian=False)
         if check:
             self.check_errors(f"writing {data.size} samples to waveform {name!r}")
 
@@ -208,9 +217,12 @@ class TektronixAWG5208Direct(TektronixAWG5208):
 
     def read_waveform(self, name: str) -> np.ndarray:
         """All samples of a waveform, float32."""
-        return self.visa_handle.query_binary_values(
-            f'WLISt:WAVeform:DATA? "{name}"', datatype="f", is_big_endian=False, container=np.array
-        ).astype(np.float32)
+        query = f'WLISt:WAVeform:DATA? "{name}"'
+        with self.exchange(query, write=False):
+            data = self.visa_handle.query_binary_values(
+                query, datatype="f", is_big_endian=False, container=np.array
+            )
+        return data.astype(np.float32)
 
     # ------------------------------------------------------------------ channels and run
     def assign_waveform(self, channel: int, name: str) -> None:

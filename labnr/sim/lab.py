@@ -42,7 +42,7 @@ MIXER_LO_MIN_DBM = 7.0
 STATION_TYPES = {
     "vna": "labnr.drivers.keysight_pna.KeysightN5242B",
     "awg": "labnr.drivers.tektronix_awg5208.TektronixAWG5208Direct",
-    "sgs": "qcodes.instrument_drivers.rohde_schwarz.RohdeSchwarzSGS100A",
+    "sgs": "labnr.drivers.sgs100a.RohdeSchwarzSGS100A",
     "flux": "labnr.drivers.flux_gs200.GS200FluxBias",
 }
 

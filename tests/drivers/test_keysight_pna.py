@@ -209,7 +209,8 @@ def test_sim_instrument_error_raises_with_its_text(sim_vna: KeysightN5242B) -> N
 
 def test_thin_model_subclass_carries_its_limits() -> None:
     try:
-        n5222b = KeysightN5222B("n5222b", SIM_ADDRESS, pyvisa_sim_file=PYVISA_SIM_FILE)
+        n5222b_address = "TCPIP0::127.0.0.2::hislip0::INSTR"  # answers *IDN? as an N5222B
+        n5222b = KeysightN5222B("n5222b", n5222b_address, pyvisa_sim_file=PYVISA_SIM_FILE)
         assert n5222b.limits.max_power == 13.0 and len(n5222b.ports) == 4
         with pytest.raises(ValueError, match=r"KeysightN5222B 'n5222b'.*14.0 dBm.*13.0"):
             n5222b.port1.power(14.0)
