@@ -44,6 +44,7 @@ from labnr.drivers.flux import CurrentSource, FluxBias
 from labnr.drivers.flux_ramp import plan_ramp
 from labnr.drivers.parsing import is_no_error, parse_int
 from labnr.drivers.resilience import InstrumentErrorReply, call_with_retries
+from labnr.drivers.yokogawa_gs200 import YokogawaGS200 as CheckedGS200
 
 __all__ = ["GS200_CURRENT_RANGES", "GS200CurrentSource", "GS200FluxBias"]
 
@@ -346,9 +347,12 @@ class GS200CurrentSource(CurrentSource):
 class GS200FluxBias(FluxBias):
     """Flux bias through a Yokogawa GS200 it connects to (the class for station files).
 
-    Connects a QCoDeS ``YokogawaGS200`` named ``<name>_source`` at
-    ``address``, owns it (closes it on :meth:`close`), and snapshots it
-    under ``"source"``. Connecting only reads (see :mod:`labnr.drivers.flux`).
+    Connects a ``YokogawaGS200`` named ``<name>_source`` at ``address``
+    (:class:`labnr.drivers.yokogawa_gs200.YokogawaGS200`, QCoDeS's driver with
+    an identity check: ``*IDN?`` must answer YOKOGAWA GS2xx, and ``serial`` if
+    given, before anything else is sent), owns it (closes it on
+    :meth:`close`), and snapshots it under ``"source"``. Connecting only
+    reads (see :mod:`labnr.drivers.flux`).
 
     Parameters
     ----------
@@ -364,6 +368,8 @@ class GS200FluxBias(FluxBias):
         VISA read/write termination.
     timeout : float
         VISA timeout, s.
+    serial : str, optional
+        Expected serial number of the GS200 (``*IDN?``); None: not checked.
     pyvisa_sim_file, visalib : str, optional
         For simulation (``"labnr.drivers.sims:yokogawa_gs200.yaml"``).
     **kwargs
@@ -386,15 +392,17 @@ class GS200FluxBias(FluxBias):
         timeout: float = 5.0,
         pyvisa_sim_file: str | None = None,
         visalib: str | None = None,
+        serial: str | None = None,
         **kwargs: Any,
     ) -> None:
-        gs = YokogawaGS200(
+        gs = CheckedGS200(
             f"{name}_source",
             address,
             terminator=terminator,
             timeout=timeout,
             pyvisa_sim_file=pyvisa_sim_file,
             visalib=visalib,
+            serial=serial,
         )
         try:
             super().__init__(
