@@ -44,8 +44,6 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,7 +52,7 @@ from typing import Any
 
 import yaml
 
-from labnr import __version__
+from labnr import __version__, fileio
 
 __all__ = [
     "FORMAT_VERSION",
@@ -284,6 +282,7 @@ class CalibrationState:
         state = cls(device, config_hash, path, history_length=history_length)
         p = state.path
         assert p is not None
+        _refuse_link(p)
         if not p.exists():
             return state
         try:
@@ -484,25 +483,22 @@ def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename.
 
     Readers (and a crash at any moment) see either the old file or the new
-    one, never a partial one; the temporary file is removed on error.
+    one, never a partial one; the temporary file (``.labnr-<pid>-…tmp``, new
+    and exclusive, in the same folder) is removed on error and the folder
+    fsync'd after the rename. ``path`` must not be a symbolic link
+    (:class:`labnr.fileio.UnsafePathError`): see :func:`labnr.fileio.write_atomic`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        dfd = os.open(path.parent, os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    fileio.write_atomic(path, text, folder=Path(path).parent)
+
+
+def _refuse_link(path: Path) -> None:
+    """:class:`StateFileError` if the state file is a symbolic link (it is never followed)."""
+    if path.is_symlink():
+        raise StateFileError(
+            f"{path} is a symbolic link; labnr reads and writes the calibration state only "
+            "as a regular file (replace the link by the file it points to, or use another "
+            "storage.data_dir)"
+        )
 
 
 def _backup(path: Path, tag: str, *, move: bool) -> Path:
@@ -517,9 +513,10 @@ def _backup(path: Path, tag: str, *, move: bool) -> Path:
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     backup = path.with_name(f"{path.name}.{tag}-{stamp}-{digest}")
     if move:
+        fileio.safe_target(backup, path.parent)  # never renames onto a planted link
         os.replace(path, backup)
     else:
-        shutil.copy2(path, backup)
+        fileio.write_atomic(backup, raw, folder=path.parent, overwrite=False)
     return backup
 
 

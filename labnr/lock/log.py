@@ -4,6 +4,11 @@
 :func:`write_qcodes` stores them as one QCoDeS run. :meth:`LockLog.summary`
 gives exactly the figures of the ``labnr lock --json`` contract.
 
+Durability: :meth:`LockLog.stream_to` opens that run at the start and appends
+every row as it is logged (:class:`~labnr.lock.logstream.LockLogStream`,
+committed at least every ``flush_period`` seconds), so a killed lock keeps
+all but its last seconds; :func:`write_qcodes` then only completes that run.
+
 Time weighting
 --------------
 Isolation is only known at reads. Each read stands for the interval since the
@@ -16,15 +21,21 @@ choice: the figures are those of the device at its worst in each interval.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from labnr.lock.logstream import LockLogStream
+
 __all__ = ["EVENTS", "LockLog", "LogRow", "write_qcodes"]
+
+_log = logging.getLogger(__name__)
 
 #: Event names the supervisor writes.
 EVENTS = (
@@ -110,6 +121,8 @@ class LockLog:
         self.rows: list[LogRow] = []
         self.start_time: float | None = None
         self.end_time: float | None = None
+        #: The database run the rows are appended to as they come (see :meth:`stream_to`).
+        self.stream: LockLogStream | None = None
 
     # ------------------------------------------------------------------ writing
     def _add(self, row: LogRow) -> None:
@@ -117,6 +130,51 @@ class LockLog:
             self.start_time = row.time
         self.end_time = row.time if self.end_time is None else max(self.end_time, row.time)
         self.rows.append(row)
+        if self.stream is not None:
+            self.stream.put(row)
+
+    def stream_to(
+        self,
+        database: str | Path,
+        experiment: str = "labnr_lock",
+        sample: str = "device",
+        name: str = "lock",
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        flush_period: float | None = None,
+        flush_rows: int | None = None,
+    ) -> LockLogStream:
+        """Append every row (those so far, then each new one) to a QCoDeS run as it is logged.
+
+        The run has :func:`write_qcodes`'s columns and is created now in
+        ``database``; rows are committed at least every ``flush_period``
+        seconds of wall time (default
+        :data:`~labnr.lock.logstream.FLUSH_PERIOD_S`) or every ``flush_rows``
+        rows. :func:`write_qcodes` with the same database completes it with
+        the summary. Returns the stream (also :attr:`stream`).
+        """
+        from labnr.lock.logstream import FLUSH_PERIOD_S, FLUSH_ROWS, LockLogStream
+
+        if self.stream is not None and not self.stream.closed:
+            raise RuntimeError(
+                f"lock log: already streaming to run {self.stream.run_id} in {self.stream.database}"
+            )
+        meta = {
+            "labnr_kind": "lock",
+            "labnr_paths": json.dumps(list(self.paths)),
+            "labnr_knobs": json.dumps(list(self.knob_names)),
+            **dict(metadata or {}),
+        }
+        stream = LockLogStream(
+            database, lambda meas: _register(meas, self), lambda row: _result(row, self),
+            experiment=experiment, sample=sample, name=name, metadata=meta,
+            flush_period=FLUSH_PERIOD_S if flush_period is None else flush_period,
+            flush_rows=FLUSH_ROWS if flush_rows is None else flush_rows,
+        )  # fmt: skip
+        for row in self.rows:
+            stream.put(row)
+        self.stream = stream
+        return stream
 
     def start(self, time: float, knobs: Mapping[str, float] | None = None) -> None:
         """Mark the start of the run (the time origin of the summary)."""
@@ -288,6 +346,11 @@ def write_qcodes(
 ) -> int:
     """Store the log as one QCoDeS run; returns its run id.
 
+    If the log streams to ``database`` (:meth:`LockLog.stream_to`), that run
+    is completed (the remaining rows committed, the metadata below added)
+    instead of writing a new one; should the stream have failed, the whole
+    log is written as a new run as without a stream.
+
     Parameters: ``time`` (s, setpoint), ``isolation_db`` (worst path, dB),
     ``forward_db`` (weakest forward path, dB), ``isolation_db_<element>`` per
     path, one column per knob, ``event`` (text; ``read``/``correction`` rows
@@ -297,36 +360,49 @@ def write_qcodes(
     """
     from qcodes.dataset import Measurement, connect, load_or_create_experiment
 
+    meta = {
+        "labnr_kind": "lock",
+        "labnr_paths": json.dumps(list(log.paths)),
+        "labnr_knobs": json.dumps(list(log.knob_names)),
+        "labnr_lock_summary": json.dumps(log.summary()),
+        **{k: v if isinstance(v, str | int | float) else json.dumps(v)
+           for k, v in (metadata or {}).items()},
+    }  # fmt: skip
+    stream = log.stream
+    if stream is not None and stream.database.resolve() == Path(database).resolve():
+        try:
+            return stream.close(meta)
+        except RuntimeError as exc:  # the streamed run failed: store the whole log anew
+            _log.error("%s; storing the whole log as a new run", exc)
     path = Path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(str(path))
     try:
         exp = load_or_create_experiment(experiment, sample_name=sample, conn=conn)
         meas = Measurement(exp=exp, name=name)
-        meas.register_custom_parameter("time", label="time", unit="s")
-        cols = ["isolation_db", "forward_db"] + [f"isolation_db_{p}" for p in log.paths]
-        for c in cols:
-            meas.register_custom_parameter(
-                c, label=c.replace("_", " "), unit="dB", setpoints=["time"]
-            )
-        for k in log.knob_names:
-            unit = log.knob_units.get(k, "")
-            meas.register_custom_parameter(k, label=k, unit=unit, setpoints=["time"])
-        meas.register_custom_parameter("event", label="event", setpoints=["time"], paramtype="text")
+        _register(meas, log)
         with meas.run() as saver:
             for row in log.rows:
                 saver.add_result(*_result(row, log))
             ds = saver.dataset
-            ds.add_metadata("labnr_kind", "lock")
-            ds.add_metadata("labnr_paths", json.dumps(list(log.paths)))
-            ds.add_metadata("labnr_knobs", json.dumps(list(log.knob_names)))
-            ds.add_metadata("labnr_lock_summary", json.dumps(log.summary()))
-            for k, v in (metadata or {}).items():
-                ds.add_metadata(k, v if isinstance(v, str | int | float) else json.dumps(v))
+            for k, v in meta.items():
+                ds.add_metadata(k, v)
             run_id = int(saver.run_id)
     finally:
         conn.close()
     return run_id
+
+
+def _register(meas: Any, log: LockLog) -> None:
+    """The parameters of a lock run (see :func:`write_qcodes`)."""
+    meas.register_custom_parameter("time", label="time", unit="s")
+    cols = ["isolation_db", "forward_db"] + [f"isolation_db_{p}" for p in log.paths]
+    for c in cols:
+        meas.register_custom_parameter(c, label=c.replace("_", " "), unit="dB", setpoints=["time"])
+    for k in log.knob_names:
+        unit = log.knob_units.get(k, "")
+        meas.register_custom_parameter(k, label=k, unit=unit, setpoints=["time"])
+    meas.register_custom_parameter("event", label="event", setpoints=["time"], paramtype="text")
 
 
 def _result(row: LogRow, log: LockLog) -> list[tuple[str, Any]]:

@@ -2,12 +2,12 @@
 
 While locked, ``labnr lock`` periodically writes the knob values of its last
 read at or above the lock threshold to a small YAML file next to the
-calibration state (``<data_dir>/lock_resume_<device>.yaml``), atomically (the
-calibration state's :func:`~labnr.calibrate.state.write_atomic`: a crash
-leaves the previous file). On the next start the point is used if it belongs
-to the same config and the same stored ``operating_point`` result, and a
-quick read at it still shows the lock threshold; otherwise the lock starts at
-the calibrated operating point.
+calibration state (``<data_dir>/lock_resume_<device>.yaml``), atomically and
+never through a symbolic link (:func:`labnr.fileio.write_atomic`: a crash
+leaves the previous file; a link planted at the path is refused). On the next
+start the point is used if it belongs to the same config and the same stored
+``operating_point`` result, and a quick read at it still shows the lock
+threshold; otherwise the lock starts at the calibrated operating point.
 
 Layout (``format_version: 1``)::
 
@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from labnr.fileio import write_atomic
 
 __all__ = ["FORMAT_VERSION", "ResumePoint", "load_resume", "resume_path", "save_resume"]
 
@@ -89,15 +91,16 @@ def resume_path(state_file: str | Path, device: str) -> Path:
 
 
 def save_resume(path: str | Path, point: ResumePoint) -> None:
-    """Write ``point`` atomically (the previous file survives a crash mid-write)."""
-    from labnr.calibrate.state import write_atomic
+    """Write ``point`` atomically (the previous file survives a crash mid-write).
 
+    Raises :class:`labnr.fileio.UnsafePathError` if ``path`` is a symbolic link.
+    """
     if not point.timestamp:
         point = ResumePoint(**{**point.__dict__, "timestamp": datetime.now(UTC).isoformat()})
     text = "# labnr lock: last locked point (written by labnr.lock)\n" + yaml.safe_dump(
         point.to_dict(), sort_keys=False
     )
-    write_atomic(Path(path), text)
+    write_atomic(Path(path), text, folder=Path(path).parent)
 
 
 def load_resume(
@@ -115,6 +118,8 @@ def load_resume(
     there is for the caller to read.
     """
     p = Path(path)
+    if p.is_symlink():
+        return None, f"{p} is a symbolic link; labnr reads the resume point only as a regular file"
     if not p.is_file():
         return None, f"no resume file {p}"
     try:

@@ -26,8 +26,16 @@ the offset is the sum of these tones' frequencies times the coefficients, so
 it follows a swept pump frequency; offsets above are those of the first
 point), ``labnr_span`` (Hz), ``labnr_config`` (the config), ``labnr_version``,
 ``labnr_knobs`` (knob names in sweep order), ``labnr_status`` (``"completed"``
-or ``"interrupted"``) and ``labnr_points`` (points stored). The station
-snapshot is QCoDeS's own.
+or ``"interrupted"``), ``labnr_outcome`` (how it ended) and ``labnr_points``
+(points stored). The station snapshot is QCoDeS's own.
+
+Durability (see :mod:`labnr.measure.recovery`): ``labnr_holder`` (JSON
+``{"host", "pid", "start"}``: the process writing the run, written first) and
+``labnr_export`` (``"pending"`` while an HDF5 export is due, then the file
+name). A run found unfinished (``is_completed = 0``) whose holder is gone
+was killed: recovery completes it with ``labnr_status = "interrupted"``,
+``labnr_interrupted = 1`` and ``labnr_outcome = "killed: ..."``, and
+finishes its export.
 """
 
 from __future__ import annotations
@@ -41,9 +49,23 @@ from typing import Any
 from qcodes.dataset import Measurement, initialise_or_create_database_at, load_or_create_experiment
 
 import labnr
+from labnr.fileio import holder
 from labnr.measure.acquire import MeasurementSession, SMatrixMeta
 
-__all__ = ["FREQUENCY", "Knob", "element_name", "metadata", "new_measurement"]
+__all__ = [
+    "EXPORT_KEY",
+    "FREQUENCY",
+    "HOLDER_KEY",
+    "Knob",
+    "element_name",
+    "metadata",
+    "new_measurement",
+]
+
+#: Metadata key of the process writing a run (JSON of :func:`labnr.fileio.holder`).
+HOLDER_KEY = "labnr_holder"
+#: Metadata key of a run's HDF5 export: ``"pending"``, then the file name.
+EXPORT_KEY = "labnr_export"
 
 #: Name of the offset axis δ.
 FREQUENCY = "frequency"
@@ -152,6 +174,7 @@ def metadata(
     """labnr's metadata of a run (all but status and point count), as JSON strings."""
     cfg = session.config
     out = {
+        HOLDER_KEY: json.dumps(holder()),
         "labnr_kind": kind,
         "labnr_version": labnr.__version__,
         "labnr_config": json.dumps(cfg.model_dump(mode="json")),

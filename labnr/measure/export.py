@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from qcodes.dataset import load_by_id
 from qcodes.dataset.data_set_protocol import DataSetProtocol
 from qcodes.dataset.sqlite.database import connect
 
+from labnr.fileio import atomic_writer, safe_target, write_atomic
+
 from .loading import (
     FREQUENCY,
     HDF5_FORMAT,
@@ -31,7 +34,9 @@ from .loading import (
     load,
 )
 
-__all__ = ["export_hdf5", "export_netcdf", "to_touchstone"]
+__all__ = ["export_file_name", "export_hdf5", "export_netcdf", "export_to_folder", "to_touchstone"]
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{1,12}){0,6}$")
 
 
 # --------------------------------------------------------------------------- HDF5
@@ -41,16 +46,49 @@ def _as_dataset(run: RunRef | xr.Dataset, db: str | os.PathLike[str] | None) -> 
     return run if isinstance(run, xr.Dataset) else load(run, db=db)
 
 
-def _h5_path(path: str | os.PathLike[str], ds: xr.Dataset) -> Path:
-    """``path`` itself, or a file named after the run in ``path`` if that is a directory.
+def export_file_name(run_id: int, guid: str) -> str:
+    """``run_<run_id>_<guid>.h5``: the file name of a run's export, unique per run.
 
-    A path without a suffix that does not exist yet is taken as a directory too.
+    The QCoDeS GUID (time in ms, sample code, work station) tells apart runs
+    of different databases that share a run id, so two databases writing to
+    one ``data_dir`` never meet on a name.
+
+    Raises
+    ------
+    ValueError
+        ``guid`` is not a QCoDeS GUID (hex groups and dashes): it would not
+        give a safe file name.
+    """
+    guid = str(guid)
+    if not _GUID.match(guid):
+        raise ValueError(
+            f"run {run_id}: GUID {guid!r} is not a QCoDeS GUID (hex digits and dashes); "
+            "no export file name can be made from it"
+        )
+    return f"run_{int(run_id)}_{guid}.h5"
+
+
+def _h5_path(path: str | os.PathLike[str], ds: xr.Dataset) -> tuple[Path, bool]:
+    """(file, whether it is named after the run in a directory).
+
+    ``path`` itself, or :func:`export_file_name` in ``path`` if that is a
+    directory; a path without a suffix that does not exist yet is taken as a
+    directory too.
     """
     target = Path(path)
     if target.is_dir() or not target.suffix:
-        guid = str(ds.attrs.get("guid", ""))[:8]
-        target = target / f"labnr_run{ds.attrs.get('run_id', 0)}_{guid}.h5"
-    return target
+        name = export_file_name(int(ds.attrs.get("run_id", 0)), str(ds.attrs.get("guid", "")))
+        return target / name, True
+    return target, False
+
+
+def _same_run(path: Path, guid: str) -> bool:
+    """Whether ``path`` (a regular file) is the export of the run ``guid``."""
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs.get("guid", "")) == guid
+    except OSError:
+        return False
 
 
 def _encode_attr(value: Any) -> tuple[Any, bool]:
@@ -99,9 +137,11 @@ def export_hdf5(
         A run id (in ``db`` or the current QCoDeS database), a QCoDeS dataset,
         or a dataset returned by :func:`labnr.measure.loading.load`.
     path
-        The ``.h5`` file to write (replaced if it exists), or a directory
-        (existing, or any path without a suffix; created as needed): the file
-        is then ``labnr_run<run_id>_<guid[:8]>.h5`` in it.
+        The ``.h5`` file to write (replaced if it exists; never written
+        through a symbolic link), or a directory (existing, or any path
+        without a suffix; created as needed): the file is then
+        ``run_<run_id>_<guid>.h5`` in it (:func:`export_file_name`), which
+        replaces only an earlier export of the same run.
     db
         QCoDeS database holding ``run`` (run ids only).
     compression
@@ -111,8 +151,9 @@ def export_hdf5(
     Returns
     -------
     pathlib.Path
-        The file written. It is written to a temporary name first and renamed,
-        so a crash never leaves a half-written file under the final name.
+        The file written. It is written to a new temporary file in the same
+        folder, fsync'd and renamed (:func:`labnr.fileio.atomic_writer`), so a
+        crash never leaves a half-written file under the final name.
 
     Notes
     -----
@@ -125,11 +166,65 @@ def export_hdf5(
     ``docs/data_format.md``.
     """
     ds = _as_dataset(run, db)
-    target = _h5_path(path, ds)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    try:
-        with h5py.File(tmp, "w") as f:
+    target, named = _h5_path(path, ds)
+    return _write_h5(ds, target, folder=target.parent if named else None, compression=compression)
+
+
+def export_to_folder(
+    run: RunRef | xr.Dataset,
+    folder: str | os.PathLike[str],
+    *,
+    db: str | os.PathLike[str] | None = None,
+    compression: str | None = None,
+) -> Path:
+    """Export a run to ``<folder>/run_<id>_<guid>.h5`` (:func:`export_file_name`).
+
+    The file must resolve inside ``folder`` and is never written through a
+    symbolic link; an existing file of the same name is replaced only if it is
+    the export of the same run (same GUID), never another run's file.
+
+    Parameters
+    ----------
+    run
+        As for :func:`export_hdf5`.
+    folder
+        The data folder (created if needed), whatever its name looks like.
+    db
+        QCoDeS database holding ``run`` (run ids only).
+    compression
+        As for :func:`export_hdf5`.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    labnr.fileio.UnsafePathError
+        The file would be a symbolic link or outside ``folder``.
+    FileExistsError
+        Another run's file has that name (it is kept).
+    """
+    ds = _as_dataset(run, db)
+    name = export_file_name(int(ds.attrs.get("run_id", 0)), str(ds.attrs.get("guid", "")))
+    return _write_h5(ds, Path(folder) / name, folder=folder, compression=compression)
+
+
+def _write_h5(
+    ds: xr.Dataset,
+    path: Path,
+    *,
+    folder: str | os.PathLike[str] | None,
+    compression: str | None,
+) -> Path:
+    """Write ``ds`` atomically, no-follow; a named export replaces only its own run's file."""
+    target = safe_target(path, folder)
+    overwrite = folder is None
+    if not overwrite and target.is_file() and _same_run(target, str(ds.attrs.get("guid", ""))):
+        overwrite = True  # a re-export of the same run
+    with atomic_writer(target, folder=folder, overwrite=overwrite) as fileobj:
+        with h5py.File(fileobj, "w") as f:
             _write_root_attrs(f, ds.attrs)
             coords = _write_coords(f, ds)
             s = ds["S"]
@@ -141,9 +236,6 @@ def export_hdf5(
                 if dim in coords and coords[dim].ndim == 1:
                     coords[dim].make_scale(str(dim))
                     node.dims[axis].attach_scale(coords[dim])
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -377,6 +469,5 @@ def to_touchstone(
         target = target.with_suffix(suffix)
     else:
         target = target.with_name(target.name + suffix)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    net.write_touchstone(filename=target.stem, dir=str(target.parent))
-    return target
+    text = net.write_touchstone(filename=target.stem, return_string=True)
+    return write_atomic(target, str(text), encoding="ISO-8859-1")

@@ -228,6 +228,9 @@ _NAMED_META = {
     "labnr_band_centres",
     "labnr_receiver_offsets",
     "labnr_config",
+    # bookkeeping of the run's writer and export, not data (labnr.measure.recovery)
+    "labnr_holder",
+    "labnr_export",
 }
 
 

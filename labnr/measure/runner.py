@@ -41,12 +41,27 @@ from labnr.measure.acquire import (
     offset_axis,
     pump_frequencies,
 )
-from labnr.measure.dataset import FREQUENCY, Knob, element_name, metadata, new_measurement
+from labnr.measure.dataset import (
+    EXPORT_KEY,
+    FREQUENCY,
+    Knob,
+    element_name,
+    metadata,
+    new_measurement,
+)
 from labnr.measure.progress import FinishPoint, progress_bar
 from labnr.safety import Terminated
 from labnr.safety import safe_state as lab_safe_state
 
-__all__ = ["KNOB_UNITS", "flux_knob", "pump_knob", "run_sweep", "safe_state"]
+__all__ = [
+    "KNOB_UNITS",
+    "export_run",
+    "export_wanted",
+    "flux_knob",
+    "pump_knob",
+    "run_sweep",
+    "safe_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +212,8 @@ def run_sweep(
                 ds = saver.dataset
                 for key, value in metadata(session, kind, knobs, meta).items():
                     ds.add_metadata(key, value)
+                if export_wanted(session) is not None:
+                    ds.add_metadata(EXPORT_KEY, "pending")
                 status = outcome = "interrupted"
                 try:
                     loop.run(saver, grid, progress)
@@ -232,23 +249,40 @@ def run_sweep(
     return ds
 
 
-def export_run(session: MeasurementSession, ds: Any) -> None:
-    """Export a finished run to ``<data_dir>/run_<id>.h5`` if the config asks for it.
-
-    A failed export is logged, never raised: the run is safe in the database.
-    """
+def export_wanted(session: MeasurementSession) -> Path | None:
+    """The folder a finished run is exported to, or None (``storage.export_hdf5`` off)."""
     storage = getattr(getattr(session, "config", None), "storage", None)
     data_dir = getattr(session, "data_dir", None)
-    if ds is None or storage is None or data_dir is None or not storage.export_hdf5:
-        return
-    from labnr.measure.export import export_hdf5
+    if storage is None or data_dir is None or not storage.export_hdf5:
+        return None
+    return Path(data_dir)
+
+
+def export_run(session: MeasurementSession, ds: Any) -> Path | None:
+    """Export a finished run to ``<data_dir>/run_<id>_<guid>.h5`` if the config asks for it.
+
+    The run's metadata ``labnr_export`` says ``"pending"`` from its start
+    (see :func:`run_sweep`) and the file name once written, so that
+    :func:`labnr.measure.recovery.recover` finishes an export a crash
+    prevented. A failed export is logged, never raised: the run is safe in
+    the database. Returns the file, or None.
+    """
+    folder = export_wanted(session)
+    if ds is None or folder is None:
+        return None
+    from labnr.measure.export import export_to_folder
 
     try:
-        export_hdf5(ds, Path(data_dir) / f"run_{ds.run_id}.h5")
-    except Exception:
-        log.exception(
-            "run %s: HDF5 export to %s failed (the data are in the database)", ds.run_id, data_dir
-        )
+        path = export_to_folder(ds, folder)
+        ds.add_metadata(EXPORT_KEY, path.name)
+    except Exception as exc:  # noqa: BLE001 - the data are in the database
+        log.error(
+            "run %s: HDF5 export to %s failed (the data are in the database; the next "
+            "session retries): %s: %s", ds.run_id, folder, type(exc).__name__, exc,
+        )  # fmt: skip
+        log.debug("export failure", exc_info=True)
+        return None
+    return path
 
 
 class _Loop:

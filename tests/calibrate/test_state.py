@@ -20,6 +20,7 @@ from labnr.calibrate import (
 from labnr.calibrate import state as state_mod
 from labnr.calibrate.state import to_plain
 from labnr.config import load_config
+from labnr.fileio import UnsafePathError
 
 T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,3 +232,36 @@ def test_in_memory_state_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     st = CalibrationState("dev", "h")
     st.set("a", {"v": 1})
     assert st.result("a") == {"v": 1} and list(tmp_path.iterdir()) == []
+
+
+def test_state_file_writes_refuse_symlinks(path: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "outside.yaml"
+    victim.write_text("someone else's file\n")
+    path.parent.mkdir(parents=True)
+    # a link planted at the state file's name is neither read nor written through
+    path.symlink_to(victim)
+    with pytest.raises(StateFileError, match="symbolic link"):
+        CalibrationState.open(path, "dev", "h1")
+    path.unlink()
+    st = filled(path)
+    # planted after the state was opened: the next save refuses and keeps everything
+    saved = path.read_text()
+    path.unlink()
+    path.symlink_to(victim)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        st.set("loop", {"phase": 1.0})
+    assert victim.read_text() == "someone else's file\n" and path.is_symlink()
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    # the resume point of the lock (next to the state) is refused the same way
+    from labnr.lock.resume import ResumePoint, load_resume, save_resume
+
+    resume = path.parent / "lock_resume_dev.yaml"
+    resume.symlink_to(victim)
+    with pytest.raises(UnsafePathError):
+        save_resume(resume, ResumePoint("dev", "h1", 1, {"k": 0.1}, 50.0, 1.0))
+    point, why = load_resume(resume, "dev", "h1", 1)
+    assert point is None and "symbolic link" in why
+    assert victim.read_text() == "someone else's file\n"
+    path.unlink()
+    path.write_text(saved)
+    assert CalibrationState.open(path, "dev", "h1").nodes() == ["flux", "modes"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +107,86 @@ def test_writes_a_qcodes_run_without_touching_the_global_database(tmp_path: Path
         assert ds.metadata["labnr_kind"] == "lock" and ds.metadata["seed"] == 0
     finally:
         conn.close()
+
+
+def _rows(db: Path, run_id: int) -> dict[str, np.ndarray]:
+    from qcodes.dataset import connect, load_by_id
+
+    conn = connect(str(db))
+    try:
+        ds = load_by_id(run_id, conn=conn)
+        data = ds.get_parameter_data()
+        out = {"completed": np.array(ds.completed), **data["isolation_db"]}
+        out["event"] = data["event"]["event"]
+        return out
+    finally:
+        conn.close()
+
+
+def test_a_streamed_log_is_in_the_database_while_it_runs_and_ends_as_the_same_run(
+    tmp_path: Path,
+) -> None:
+    plant = SyntheticPlant(np.random.default_rng(0))
+    sup = supervisor(plant)
+    db = tmp_path / "lock.db"
+    sup.start()
+    stream = sup.log.stream_to(db, sample="synthetic", flush_period=0.05, flush_rows=7)
+    sup.run(300)
+    stream.flush()
+    # before the end: every row so far is committed, the run is not completed
+    mid = _rows(db, stream.run_id)
+    assert not mid["completed"] and mid["time"].size == len(sup.log.rows) == stream.flushed
+    sup.run(300)  # the same lock goes on
+    run_id = write_qcodes(sup.log, db, sample="synthetic", metadata={"seed": 0})
+    assert run_id == stream.run_id and stream.closed
+    end = _rows(db, run_id)
+    assert bool(end["completed"]) and end["time"].size == len(sup.log.rows)
+    np.testing.assert_allclose(end["isolation_db"], sup.log.to_arrays()["worst_isolation_db"],
+                               equal_nan=True)  # fmt: skip
+    # identical to the log written at the end, as without a stream
+    plain = write_qcodes(sup.log, tmp_path / "plain.db", sample="synthetic", metadata={"seed": 0})
+    ref = _rows(tmp_path / "plain.db", plain)
+    np.testing.assert_array_equal(end["time"], ref["time"])
+    np.testing.assert_array_equal(end["event"], ref["event"])
+
+    from qcodes.dataset import connect, load_by_id
+
+    conn = connect(str(db))
+    try:
+        ds = load_by_id(run_id, conn=conn)
+        assert json.loads(ds.metadata["labnr_lock_summary"]) == json.loads(
+            json.dumps(sup.log.summary())
+        )
+        assert ds.metadata["labnr_kind"] == "lock" and ds.metadata["seed"] == 0
+        assert json.loads(ds.metadata["labnr_holder"])["pid"] == os.getpid()
+        assert len(conn.execute("SELECT run_id FROM runs").fetchall()) == 1  # no second run
+    finally:
+        conn.close()
+
+
+def test_a_lone_row_is_committed_within_the_flush_period(tmp_path: Path) -> None:
+    """The last read before a long wait between reads is not held back until the next one."""
+    log = LockLog(["S_a_b"], ["pump_ab_phase"])
+    log.start(0.0, {"pump_ab_phase": 0.0})
+    period = 0.1
+    stream = log.stream_to(tmp_path / "lock.db", flush_period=period, flush_rows=1000)
+    log.read(1.0, [42.0], [-0.5], {"pump_ab_phase": 0.0}, 0.1)
+    deadline = time.monotonic() + 100 * period  # generous under load; typically ~period
+    while stream.flushed < 2 and time.monotonic() < deadline:
+        time.sleep(period / 10)
+    assert stream.flushed == 2  # start event and the read, with no further row logged
+    rows = _rows(tmp_path / "lock.db", stream.run_id)
+    np.testing.assert_array_equal(rows["time"], [0.0, 1.0])
+    assert not rows["completed"]
+    log.finish(2.0)
+    assert write_qcodes(log, tmp_path / "lock.db") == stream.run_id
+    assert bool(_rows(tmp_path / "lock.db", stream.run_id)["completed"])
+
+
+def test_a_stream_that_cannot_open_its_database_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "a_folder.db"
+    folder.mkdir()  # a folder where the database file should be
+    log = LockLog(["S_a_b"], [])
+    with pytest.raises(RuntimeError, match="could not open a run in"):
+        log.stream_to(folder)
+    assert log.stream is None

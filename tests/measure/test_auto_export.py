@@ -13,8 +13,9 @@ from labnr.session import LabSession
 
 def test_completed_run_is_exported_and_round_trips(jpc: LabSession, tmp_path) -> None:  # noqa: F811
     ds = measure_smatrix(jpc, points=101, progress=False)
-    path = jpc.data_dir / f"run_{ds.run_id}.h5"
+    path = jpc.data_dir / f"run_{ds.run_id}_{ds.guid}.h5"
     assert path.is_file()
+    assert ds.metadata["labnr_export"] == path.name  # recovery has nothing left to do
     from_db, from_file = load(ds.run_id), load(path)
     xr.testing.assert_identical(from_db, from_file)
     assert from_file.attrs["status"] == "completed"

@@ -77,7 +77,7 @@ def test_hdf5_from_dataset_into_directory_with_compression(
     ds = load(phase_run.run_id)
     out = tmp_path / "exports"  # no suffix: a directory, created
     path = export_hdf5(ds, out, compression="gzip")
-    assert path.parent == out and path.name.startswith(f"labnr_run{phase_run.run_id}_")
+    assert path.parent == out and path.name == f"run_{phase_run.run_id}_{ds.attrs['guid']}.h5"
     assert [p.name for p in out.iterdir()] == [path.name]  # no temporary file left
     with h5py.File(path, "r") as f:
         assert f["S"].compression == "gzip"

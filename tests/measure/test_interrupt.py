@@ -34,7 +34,7 @@ def assert_interrupted(s: LabSession, flux_before: list, stored: int, total: int
     assert not s.pump.output() and s.virtual_lab.source_tones() == []  # pumps off
     assert flux_history(s) == flux_before  # flux left where it was: no ramp, no jump
     # the interrupted run was exported too, with every stored point
-    exported = load(s.data_dir / f"run_{ds.run_id}.h5")
+    exported = load(s.data_dir / f"run_{ds.run_id}_{ds.guid}.h5")
     assert exported.attrs["status"] == "interrupted"
     assert int((exported["acquisition_order"] >= 0).sum()) == stored
 
