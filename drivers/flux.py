@@ -18,13 +18,21 @@ Safety policy
   put in current mode with a range covering the limits, its level is set to
   0 while the output is off (no current flows), then the output is switched
   on (0 A to 0 A). Setting a current or flux with the output off raises.
-- **Output off** first ramps to 0 A, then switches the output off.
-- **Every level change** is a ramp by :meth:`CurrentSource.ramp`: breakpoints
-  at most ``max_step`` apart and a slope of at most ``ramp_rate`` on the
-  instrument's own timeline.
+- **Output off** first ramps to 0 A, then switches the output off; the
+  source refuses to switch off unless the level reads back 0 A.
+- **Every level change** is a verified ramp by :meth:`CurrentSource.ramp`
+  (:mod:`labnr.drivers.flux_ramp`): planned from a level read back twice
+  (until two reads agree within the resolution), refused with nothing written
+  if that level is ``max_step`` or more from what labnr last set
+  (:meth:`FluxBias.expect_current` declares it for a fresh connection),
+  breakpoints at most ``max_step`` apart and a slope of at most ``ramp_rate``
+  on the instrument's own timeline, each segment read back before the next.
 - **Ctrl-C during a ramp** (or any error while it runs) stops the ramp where
   it is: the source holds its present level, the flux is held, and the
   exception propagates. The next request ramps from the held level.
+- **Resolution**: ``max_step`` (and ``ramp_rate`` times the source's longest
+  step time) must be at least twice the level resolution of the current
+  range the source uses, or the flux bias refuses to be built.
 - **Limits** (``current_limits`` from config, which must contain 0 A) are
   checked by the parameters' validators before any command is sent; the
   message names the value, the allowed range, the parameter and the
@@ -38,87 +46,22 @@ import logging
 import math
 import numbers
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from qcodes.instrument import Instrument, InstrumentBase
+from qcodes.instrument import Instrument
 from qcodes.parameters import Parameter
 from qcodes.validators import Bool, Validator
 
-from labnr.drivers.flux_ramp import RampPlan, plan_ramp
+from labnr.drivers.flux_ramp import CurrentSource, LevelMismatch, RampPlan, plan_ramp
 
 if TYPE_CHECKING:
     from qcodes.instrument import InstrumentBaseKWArgs
     from typing_extensions import Unpack
 
-__all__ = ["CurrentSource", "FluxBias", "RampPlan", "plan_ramp"]
+__all__ = ["CurrentSource", "FluxBias", "LevelMismatch", "RampPlan", "plan_ramp"]
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------- interface
-
-
-class CurrentSource(ABC):
-    """What :class:`FluxBias` needs from a DC current source.
-
-    An adapter wraps one QCoDeS instrument (a Yokogawa GS200, later a
-    Keithley 2450 or a QDevil QDAC-II channel). Its :meth:`ramp` owns the
-    timing, because only the source knows whether it can slope in hardware
-    (GS200 programs, QDAC-II slew rate) or must step in software. The adapter
-    never checks labnr's current limits: :class:`FluxBias` does that before
-    calling it.
-    """
-
-    @property
-    @abstractmethod
-    def instrument(self) -> InstrumentBase:
-        """The wrapped QCoDeS instrument (snapshotted with the flux bias)."""
-
-    @abstractmethod
-    def check_connected(self) -> None:
-        """Read the source's state at connect and refuse what cannot be taken over.
-
-        Must not write anything that changes the output, its level, mode or range.
-        """
-
-    @abstractmethod
-    def output_enabled(self) -> bool:
-        """Whether the output is on."""
-
-    @abstractmethod
-    def level(self) -> float:
-        """Programmed output level, A (what flows when the output is on)."""
-
-    @abstractmethod
-    def level_limit(self) -> float:
-        """Largest ``|level|`` the source can program in its present range, A."""
-
-    @abstractmethod
-    def enable_output(self, limit: float) -> None:
-        """Switch the output on at 0 A, ready to source up to ``|limit|``.
-
-        Called only with the output off: select current mode and a range
-        covering ``limit``, program 0 A, then switch on.
-        """
-
-    @abstractmethod
-    def disable_output(self) -> None:
-        """Switch the output off (called only at 0 A)."""
-
-    @abstractmethod
-    def ramp(self, target: float, rate: float, max_step: float) -> None:
-        """Move the level to ``target`` A, never faster than ``rate`` nor in steps > ``max_step``.
-
-        Blocks until the level is reached. On any exception while the ramp
-        runs (including KeyboardInterrupt) the source must hold its present
-        level before the exception propagates.
-        """
-
-    def close(self) -> None:
-        """Close the wrapped instrument (never touches the output)."""
-        self.instrument.close()
 
 
 # ---------------------------------------------------------------------- validators
@@ -241,12 +184,14 @@ class FluxBias(Instrument):
         self._rate_limit = float(ramp_rate)
         self._step_limit = float(max_step)
         self._ramp_lock = threading.Lock()
+        self._resolution = 0.0  # of the source's current range, A (set below)
         self._add_calibration_parameters(current_per_flux_quantum, offset_current)
         self._add_ramp_parameters()
         self._add_output_parameters()
         source.check_connected()
         state, level = self._state_text()
         log.info("%s: connected; output %s, %.6g A", name, state, level)
+        self._check_resolution(on=state == "on")
         if state == "on" and max(map(abs, limits)) > source.level_limit():
             log.warning(
                 "%s: the source's present range reaches %.6g A, less than the current limits "
@@ -310,7 +255,7 @@ class FluxBias(Instrument):
             initial_value=self._rate_limit,
             set_cmd=None,
             get_cmd=None,
-            vals=_Interval(lambda: (1e-12, self._rate_limit), "A/s", origin),
+            vals=_Interval(lambda: (self._slowest_rate(), self._rate_limit), "A/s", origin),
             docstring="Largest slope of every current change, A/s.",
         )
         """Largest slope of every current change, A/s."""
@@ -321,7 +266,7 @@ class FluxBias(Instrument):
             initial_value=self._step_limit,
             set_cmd=None,
             get_cmd=None,
-            vals=_Interval(lambda: (1e-12, self._step_limit), "A", origin),
+            vals=_Interval(lambda: (self._finest_step(), self._step_limit), "A", origin),
             docstring="Largest change between consecutive ramp breakpoints, A.",
         )
         """Largest change between consecutive ramp breakpoints, A."""
@@ -386,6 +331,15 @@ class FluxBias(Instrument):
         """Current in A that gives ``flux`` (Phi0) with the present calibration."""
         return self.offset_current.cache() + flux * self.current_per_flux_quantum.cache()
 
+    def expect_current(self, current: float) -> None:
+        """Declare ``current`` (A) as what labnr last set, e.g. from a previous process's state.
+
+        Nothing is sent. The next ramp refuses (nothing written) if the level
+        read back is ``max_step`` or more from it. Without a declaration a fresh
+        connection adopts the level as read.
+        """
+        self._source.expect_level(current)
+
     def get_idn(self) -> dict[str, str | None]:
         """Identify the driver; the source's own identity is in its snapshot."""
         return {"vendor": "labnr", "model": type(self).__name__, "serial": None, "firmware": None}
@@ -445,12 +399,45 @@ class FluxBias(Instrument):
         with self._ramp_lock:
             enabled = self._source.output_enabled()
             if on and not enabled:
+                self._check_resolution(on=False)  # of the range it will switch on in
                 self._source.enable_output(max(abs(b) for b in self._limits))
             elif enabled and not on:
                 self._source.ramp(0.0, self.ramp_rate.cache(), self.max_step.cache())
                 self._source.disable_output()
         self.current.cache.invalidate()
         self.flux.cache.invalidate()
+
+    def _finest_step(self) -> float:
+        """Smallest max_step the source can honour: 2 resolution steps, A."""
+        return max(1e-12, 2 * self._resolution)
+
+    def _slowest_rate(self) -> float:
+        """Slowest ramp rate the source can honour: 2 resolution steps per longest step, A/s."""
+        return max(1e-12, 2 * self._resolution / self._source.max_interval)
+
+    def _check_resolution(self, *, on: bool) -> None:
+        """Refuse a ``max_step`` or ``ramp_rate`` finer than the source can step (reads only)."""
+        limit = max(abs(b) for b in self._limits)
+        res = self._source.resolution() if on else self._source.resolution(limit)
+        where = f"{self.name}: " + (
+            f"{self._source.instrument.name}'s present current range"
+            if on
+            else f"the current range {self._source.instrument.name} uses for |I| <= {limit:g} A"
+        )
+        if self._step_limit < 2 * res:
+            raise ValueError(
+                f"{where} has a level resolution of {res:g} A, too coarse for max_step="
+                f"{self._step_limit:g} A (steps must be at least twice the resolution); raise "
+                f"max_step to at least {2 * res:g} A"
+            )
+        step_time = self._source.max_interval
+        if self._rate_limit * step_time < 2 * res:
+            raise ValueError(
+                f"{where} has a level resolution of {res:g} A, too coarse for ramp_rate="
+                f"{self._rate_limit:g} A/s (its longest step, {step_time:g} s, must move at least "
+                f"twice the resolution); raise ramp_rate to at least {2 * res / step_time:g} A/s"
+            )
+        self._resolution = res
 
 
 def _check_config(
@@ -472,8 +459,8 @@ def _check_config(
             "low < high (the output is switched at 0 A)"
         )
     for key, value in (("ramp_rate", rate), ("max_step", step)):
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{where}: {key}={value!r} must be a finite number > 0")
+        if not (math.isfinite(value) and value >= 1e-12):  # the ramp parameters' lower bound
+            raise ValueError(f"{where}: {key}={value!r} must be a finite number >= 1e-12")
     if not (math.isfinite(per_quantum) and 0 < abs(per_quantum) <= 1.0):
         raise ValueError(
             f"{where}: current_per_flux_quantum={per_quantum!r} A/Phi0 must be non-zero with "

@@ -1,13 +1,16 @@
 """Yokogawa GS200 as a labnr flux-bias current source.
 
-Ramps run as **hardware programs** on the GS200: the driver plans the ramp
-(:func:`labnr.drivers.flux_ramp.plan_ramp`), uploads the breakpoints as program
-steps with slope time = interval time, runs the program and waits for its
-end-of-program event. The instrument slopes linearly from breakpoint to
-breakpoint on its own clock, so the rate holds whatever the latency of the
-bus or the load of the computer. A software ramp (write, sleep, write) only
-bounds the computer's pace: a delayed write followed by a prompt one puts two
-steps closer together than planned. The cost: a GS200 program step lasts
+Ramps run as **hardware programs** on the GS200: the driver plans a verified
+ramp (:meth:`labnr.drivers.flux_ramp.CurrentSource.verified_ramp`: from a
+level read back until two reads agree within the present range's resolution,
+checked against what labnr last set), uploads each segment of breakpoints as
+program steps with slope time = interval time, runs the program, waits for
+its end-of-program event and reads the level back before the next segment.
+The instrument slopes linearly from breakpoint to breakpoint on its own
+clock, so the rate holds whatever the latency of the bus or the load of the
+computer. A software ramp (write, sleep, write) only bounds the computer's
+pace: a delayed write followed by a prompt one puts two steps closer
+together than planned. The cost: a GS200 program step lasts
 0.1 s to 3600 s, so a ramp is at most ``max_step / 0.1 s`` fast, and the
 step time is rounded up to 0.1 s (the resolution the front panel shows;
 rounding up keeps the ramp slower, never faster, whatever the true
@@ -41,7 +44,6 @@ from qcodes.instrument_drivers.yokogawa.Yokogawa_GS200 import (
 )
 
 from labnr.drivers.flux import CurrentSource, FluxBias
-from labnr.drivers.flux_ramp import plan_ramp
 from labnr.drivers.parsing import is_no_error, parse_int
 from labnr.drivers.resilience import InstrumentErrorReply, call_with_retries
 from labnr.drivers.yokogawa_gs200 import YokogawaGS200 as CheckedGS200
@@ -148,43 +150,73 @@ class GS200CurrentSource(CurrentSource):
         """Largest ``|level|`` in the present current range, A (queried)."""
         return self._range(float(self._gs.current_range())).max_level
 
+    def resolution(self, limit: float | None = None) -> float:
+        """Level resolution of the present current range, A (queried; read only).
+
+        With ``limit``: of the range :meth:`enable_output` selects for
+        ``|limit|``, the finest that reaches it (nothing is sent).
+        """
+        if limit is not None:
+            return self._needed_range(limit).resolution
+        gs = self._gs
+        if call_with_retries(gs, "reading the source mode", gs.source_mode) != "CURR":
+            raise RuntimeError(f"{gs.name}: not in current mode, so no current resolution")
+        full_scale = call_with_retries(gs, "reading the range", gs.current_range)
+        return self._range(float(full_scale)).resolution
+
     def enable_output(self, limit: float) -> None:
-        """Current mode, a range covering ``limit``, 0 A, then output on (from off only)."""
+        """Current mode, 0 A, the finest range covering ``limit``, output on (from off only)."""
+        gs = self._gs
         if self.output_enabled():
-            raise RuntimeError(f"{self._gs.name}: enable_output called with the output on")
-        needed = next((r for r in GS200_CURRENT_RANGES if r.max_level >= abs(limit)), None)
-        if needed is None:
-            raise ValueError(
-                f"{self._gs.name}: current limit {limit:g} A exceeds the GS200's largest range "
-                f"({GS200_CURRENT_RANGES[-1].max_level:g} A)"
-            )
-        if self._gs.source_mode() != "CURR":
-            self._gs.source_mode("CURR")
-        present = self._find_range(float(self._gs.current_range()))
-        if present is None or present.max_level < abs(limit):
-            self._gs.current_range(needed.full_scale)
-        if self.level() != 0.0:
-            self._gs.write(":SOUR:LEV 0")
+            raise RuntimeError(f"{gs.name}: enable_output called with the output on")
+        needed = self._needed_range(limit)
+        if gs.source_mode() != "CURR":
+            gs.source_mode("CURR")
+        if self.level() != 0.0:  # output off: no current flows
+            gs.write(":SOUR:LEV 0")
+        if self._find_range(float(gs.current_range())) != needed:
+            gs.current_range(needed.full_scale)
         self._check_errors("preparing the output")
         if self.level() != 0.0:  # e.g. a program held in edit mode swallowed the write
             raise RuntimeError(
-                f"{self._gs.name}: the level is {self.level():g} A, not 0 A; output left off"
+                f"{gs.name}: the level is {self.level():g} A, not 0 A; output left off"
             )
-        self._gs.on()
+        gs.on()
         self._check_errors("switching the output on")
+        self._note_level(0.0)
 
     def disable_output(self) -> None:
-        """Switch the output off and confirm it (the read-back also waits for the write)."""
-        self._gs.off()
-        if self.output_enabled():
-            raise RuntimeError(f"{self._gs.name}: the output did not switch off")
+        """Switch the output off, only if the level reads back 0 A (twice); confirm it is off.
+
+        Raises
+        ------
+        RuntimeError
+            If the level does not read 0 A (the output is left on: switching
+            off would jump), or the output did not switch off.
+        """
+        gs = self._gs
+        res = self.resolution()
+        level = self.verified_level(res)
+        if abs(level) > res / 2:
+            raise RuntimeError(
+                f"{gs.name}: the level reads {level:.9g} A, not 0 A; output left on (switching "
+                "it off would jump to 0 A): ramp to 0 A first"
+            )
+        gs.off()
+        if self.output_enabled():  # the read-back also waits for the write
+            raise RuntimeError(f"{gs.name}: the output did not switch off")
+        self._note_level(0.0)
 
     def ramp(self, target: float, rate: float, max_step: float) -> None:
         """Ramp to ``target`` A as GS200 programs (see the module doc).
 
-        A transient fault (timeout, dropped connection, malformed reply, an
-        instrument error) holds what may still run, reconnects and ramps on
-        from the level the source reports then — never from where the
+        Every attempt is a verified ramp
+        (:meth:`~labnr.drivers.flux_ramp.CurrentSource.verified_ramp`): from
+        a level read back twice and checked against what labnr last set,
+        each program's end read back before the next. A transient fault
+        (timeout, dropped connection, malformed reply, an instrument error)
+        holds what may still run, reconnects and ramps on from the level the
+        source reports then (verified again) — never from where the
         interrupted plan was, so the output never jumps
         (:mod:`labnr.drivers.resilience`).
 
@@ -197,6 +229,9 @@ class GS200CurrentSource(CurrentSource):
             instrument reports an error (its own text is in the message).
         TimeoutError
             If the program does not end in time (the level is then held).
+        LevelMismatch
+            If the level read back cannot be trusted (never retried; see
+            :mod:`labnr.drivers.flux_ramp`).
         InstrumentFault
             If a transient fault persists through the retries (the level is held).
         """
@@ -219,33 +254,17 @@ class GS200CurrentSource(CurrentSource):
     def _ramp_from_present(
         self, target: float, rate: float, max_step: float, spec: CurrentRange
     ) -> None:
-        """Hold a running program, plan from the level read now, run (one retried attempt)."""
-        gs = self._gs
+        """Hold a running program, then a verified ramp from the level read now (one attempt)."""
         self._hold_running_program()
         self._drain_errors()
-        plan = plan_ramp(
-            self.level(),
-            target,
-            rate=rate,
-            max_step=max_step,
-            resolution=spec.resolution,
-            min_interval=self.min_interval,
-            max_interval=self.max_interval,
-            time_resolution=self.time_resolution,
-        )
-        log.debug("%s: ramp %d breakpoints, %.3g s each", gs.name, len(plan.levels), plan.interval)
-        n = self.max_program_steps
-        for first in range(0, len(plan.levels), n):
-            self._run_program(plan.levels[first : first + n], plan.interval)
-        if plan.levels and abs(self.level() - plan.levels[-1]) > spec.resolution / 2:
-            raise RuntimeError(
-                f"{gs.name}: ramp ended at {self.level():.9g} A instead of {plan.levels[-1]:.9g} A"
-            )
+        plan = self.verified_ramp(target, rate, max_step, resolution=spec.resolution)
+        log.debug("%s: ramp of %d breakpoints, %.3g s each", self._gs.name, len(plan.levels),
+                  plan.interval)  # fmt: skip
 
     # ------------------------------------------------------------------ program
 
-    def _run_program(self, levels: Sequence[float], interval: float) -> None:
-        """Upload ``levels`` as a one-shot program with linear slopes, run it, wait."""
+    def run_segment(self, levels: Sequence[float], interval: float) -> None:
+        """Upload ``levels`` as a one-shot program with linear slopes, run, wait; hold on error."""
         gs = self._gs
         gs.write(":PROG:REP 0")
         gs.write(f":PROG:SLOP {interval:.6E}")
@@ -329,6 +348,16 @@ class GS200CurrentSource(CurrentSource):
             raise InstrumentErrorReply(
                 f"{self._gs.name}: error while {action}: {'; '.join(errors)}"
             )
+
+    def _needed_range(self, limit: float) -> CurrentRange:
+        """The finest current range that reaches ``|limit|``."""
+        needed = next((r for r in GS200_CURRENT_RANGES if r.max_level >= abs(limit)), None)
+        if needed is None:
+            raise ValueError(
+                f"{self._gs.name}: current limit {limit:g} A exceeds the GS200's largest range "
+                f"({GS200_CURRENT_RANGES[-1].max_level:g} A)"
+            )
+        return needed
 
     @staticmethod
     def _find_range(full_scale: float) -> CurrentRange | None:

@@ -145,6 +145,9 @@ class GS200Emulator(SCPIInstrument):
     #: advances the virtual clock while a program runs: a client waiting for
     #: the end of a hardware ramp needs about 10 polls whatever its length.
     program_poll_fraction: ClassVar[float] = 0.1
+    #: Fault hook (tests): added to every ``:SOURce:LEVel?`` reply, V or A; a
+    #: source whose read-back lies. Set it on an instance; 0 tells the truth.
+    level_offset: float = 0.0
 
     def __init__(self, name: str, backend: LabBackend | None = None) -> None:
         self.state = GS200State()
@@ -320,7 +323,7 @@ class GS200Emulator(SCPIInstrument):
         if call.has_arg():
             spec = self._range_spec()
             return call.number(0, low=-spec.max_level, high=spec.max_level)
-        return self.state.level
+        return self.state.level + self.level_offset
 
     @scpi_query(":SOURce:LEVel:AUTO")
     def _get_level_auto(self, call: SCPICall) -> float:
