@@ -33,6 +33,13 @@ wrong level) must not be wrapped as one operation: the flux driver instead
 re-reads the output level after a reconnection and plans the rest of the ramp
 from there (:meth:`labnr.drivers.flux_gs200.GS200CurrentSource.ramp`).
 
+A timeout, a dropped connection or a malformed reply may leave a late reply
+in the connection that would answer the next query. Drivers built on
+:class:`labnr.drivers.visa_guard.GuardedVisaInstrument` are told so
+(``instrument.mark_dirty``) and flush the connection and check it with an
+``*IDN?`` pairing round trip (or reconnect) before their next exchange, with
+or without ``reconnect``.
+
 Retries nest safely: inside a wrapped operation of an instrument, further
 wrapped operations of the same instrument run once (the outermost one retries),
 so attempts never multiply.
