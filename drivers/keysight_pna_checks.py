@@ -134,5 +134,7 @@ class PNAValidationMixin:
             (p, float(self.ports[p - 1].power.cache.get() if power is None else power))
             for p in sorted(in_ports)
         )
+        for p, level in powers:  # each port's stimulus limit (limit_power), before any write
+            self.ports[p - 1].power.validate(level)
         averages = int(self.averages.cache.get()) if self.averaging.cache.get() else 1
         return ifbw, powers, averages

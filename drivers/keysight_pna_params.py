@@ -18,6 +18,7 @@ from qcodes import validators as vals
 from qcodes.instrument import InstrumentChannel
 from qcodes.parameters import Parameter, ParameterWithSetpoints, create_on_off_val_mapping
 
+from .keysight_pna_power import PortPowerRange, limit_port_power
 from .parsing import ReplyError, parse_error, parse_int, parse_number
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PNA_IF_BANDWIDTHS",
+    "PNA_MODEL_LIMITS",
     "FrequencyAxis",
     "PNALimits",
     "PNAParameter",
@@ -97,6 +99,14 @@ class PNALimits:
                 f"PNALimits: power range [{self.min_power!r}, {self.max_power!r}] dBm must be "
                 "increasing and if_bandwidths must not be empty"
             )
+
+
+#: Data-sheet limits of the models with a thin subclass, by class name (the power
+#: ranges assume the source attenuators); labnr.config checks configs against them.
+PNA_MODEL_LIMITS: dict[str, PNALimits] = {
+    "KeysightN5242B": PNALimits(10e6, 26.5e9, 4, -90.0, 20.0),
+    "KeysightN5222B": PNALimits(10e6, 26.5e9, 4, -95.0, 13.0),
+}
 
 
 def describe_instrument(instrument: Any) -> str:
@@ -187,6 +197,8 @@ class PNAPort(InstrumentChannel):
         def set_power(level: float) -> None:
             setter(f"SOUR{chan}:POW{port} {format_value(level)}")
 
+        #: Validator of ``power``: the source range, up to the port's stimulus limit.
+        self.power_range = PortPowerRange(lim.min_power, lim.max_power, port)
         self.power: PNAParameter = self.add_parameter(
             "power",
             parameter_class=PNAParameter,
@@ -195,13 +207,23 @@ class PNAPort(InstrumentChannel):
             get_cmd=f"SOUR{chan}:POW{port}?",
             get_parser=parse_number,
             set_cmd=set_power,
-            vals=vals.Numbers(lim.min_power, lim.max_power),
+            vals=self.power_range,
             docstring=(
                 f"Source power of port {port} in the sweep channel (channel {chan}), dBm. "
                 "Port powers are uncoupled by the driver, so this sets port "
-                f"{port} only. Allowed: {lim.min_power:g} to {lim.max_power:g} dBm."
+                f"{port} only. Allowed: {lim.min_power:g} dBm up to the port's limit "
+                f"(max_power; {lim.max_power:g} dBm until limit_power lowers it)."
             ),
         )
+
+    @property
+    def max_power(self) -> float:
+        """The port's stimulus limit, dBm (no power above it is ever sent)."""
+        return self.power_range.limit
+
+    def limit_power(self, max_dbm: float) -> float:
+        """Lower the port's stimulus limit; see :func:`~.keysight_pna_power.limit_port_power`."""
+        return limit_port_power(self, max_dbm)
 
 
 class FrequencyAxis(Parameter):
@@ -467,6 +489,19 @@ class PNAParameterMixin:
                     docstring=f"Complex {label} (SDATA) of the sweep channel; each get sweeps "
                     f"once with only {label} defined. Ratio b{out_port}/a{in_port}, unitless.",
                 )
+
+    def limit_power(self, port: int, max_dbm: float) -> float:
+        """Lower test port ``port``'s stimulus limit to ``max_dbm`` dBm (never raised).
+
+        Every power the driver sends to that port is then checked against it;
+        a present power above it is lowered to it. Returns the port's power
+        read back, dBm. See :mod:`labnr.drivers.keysight_pna_power`.
+        """
+        ports: Sequence[PNAPort] = self.ports  # type: ignore[attr-defined]
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= len(ports):
+            raise ValueError(f"{describe_instrument(self)}: limit_power: port {port!r} is not "
+                             f"one of 1..{len(ports)}")  # fmt: skip
+        return ports[port - 1].limit_power(max_dbm)
 
     def trace(self, out_port: int, in_port: int) -> SParameterTrace:
         """The ``S<out><in>`` trace parameter.

@@ -12,10 +12,19 @@ Quantities are SI numbers, or strings with a unit (``"5.31 GHz"``,
 reported at once, one line each, as ``file: key.path: what is wrong; fix:
 what to do``, in a :class:`ConfigError` (a ``ValueError``).
 
-Files are read with YAML's safe loader only (no Python objects), and a key
-given twice in one mapping is an error. ``name`` becomes part of file names
-(the calibration state file), so it is letters, digits, ``_``, ``-`` and
-``.`` only.
+Files are read within bounds (:func:`load_yaml_bounded`, from
+:mod:`labnr.config_yaml`: at most 1 MiB, 10 000 nodes with aliases expanded,
+32 levels, no recursive alias, no integer of more than 30 digits) and with
+YAML's safe loader only (no Python objects); a key given twice in one
+mapping is an error. ``name`` becomes part of file names (the calibration
+state file), so it is letters, digits, ``_``, ``-`` and ``.`` only. Mode,
+tone and mixer names are identifiers (ASCII letters, digits and ``_``).
+
+Every value that reaches an instrument is range-checked against that
+instrument (:mod:`labnr.config_ranges`: IF bandwidth, averages, points,
+span, power, the flux source's resolution), and ``vna.power`` must not
+exceed the stimulus limit ``vna.max_power`` (dBm, one number or
+``{port: dBm}``; default -10 dBm, conservative for cryogenic work).
 
 **Paths** (``station``, ``storage.database``, ``storage.data_dir``, a device
 YAML in ``virtual_lab.device``) follow one rule:
@@ -43,14 +52,11 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -59,67 +65,24 @@ from pydantic import (
 )
 
 from labnr import config_checks as checks
+from labnr import config_ranges as ranges
+from labnr.config_types import (
+    Amps,
+    AmpsPerSecond,
+    Count,
+    DBm,
+    Hz,
+    PowerLimits,
+    Radians,
+    Volts,
+    identifiers,
+    short,
+)
+from labnr.config_yaml import ConfigError, YAMLProblem, load_yaml_bounded, read_yaml_bounded
 
-_PREFIX = {"": 0, "p": -12, "n": -9, "u": -6, "µ": -6, "m": -3, "k": 3, "M": 6, "G": 9}
+__all__ = ["Config", "ConfigError", "load_config", "load_yaml_bounded", "parse_config"]
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-_QTY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Zµ°/]*)\s*$")
-
-
-class ConfigError(ValueError):
-    """A config file is invalid; the message lists file, key path and the fix for each problem."""
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'"
-
-
-def _quantity(unit: str, *, allow_prefix: bool = True, also: dict[str, float] | None = None):
-    """A pydantic pre-validator turning ``"5 GHz"`` (or a bare number) into SI floats."""
-    extra = also or {}
-
-    def parse(value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError(f"{value!r} is not a number; fix: write a number, e.g. 5.3e9")
-        if isinstance(value, (int, float)):
-            if not math.isfinite(value):
-                raise ValueError(f"{value} is not a finite number; fix: write a finite number")
-            return float(value)
-        if not isinstance(value, str):
-            return value
-        m = _QTY.match(value)
-        if not m:
-            raise ValueError(
-                f"{_short(value)} is not a quantity; fix: write e.g. '5.3 G{unit}' or 5.3e9"
-            )
-        number, u = Decimal(m.group(1)), m.group(2)
-        if u == "" or u in extra or u == unit:
-            return float(number) * extra.get(u, 1.0)
-        if allow_prefix and u.endswith(unit) and u[: -len(unit)] in _PREFIX:
-            return float(number.scaleb(_PREFIX[u[: -len(unit)]]))  # exact: 100 uA -> 1e-4
-        prefixes = ("", "k", "M", "G", "m", "u", "n") if allow_prefix else ("",)
-        allowed = sorted({f"{p}{unit}" for p in prefixes} | set(extra))
-        raise ValueError(
-            f"unit {u!r} does not fit here; fix: use one of {allowed} (or a bare SI number)"
-        )
-
-    return BeforeValidator(parse)
-
-
-Hz = Annotated[float, _quantity("Hz"), Field(allow_inf_nan=False)]
-Amps = Annotated[float, _quantity("A"), Field(allow_inf_nan=False)]
-Volts = Annotated[float, _quantity("V"), Field(allow_inf_nan=False)]
-Seconds = Annotated[float, _quantity("s"), Field(allow_inf_nan=False)]
-AmpsPerSecond = Annotated[float, _quantity("A/s"), Field(allow_inf_nan=False)]
-Decibels = Annotated[float, _quantity("dB", allow_prefix=False), Field(allow_inf_nan=False)]
-DBm = Annotated[float, _quantity("dBm", allow_prefix=False), Field(allow_inf_nan=False)]
-Radians = Annotated[
-    float,
-    _quantity("rad", allow_prefix=False, also={"deg": math.pi / 180, "°": math.pi / 180}),
-    Field(allow_inf_nan=False),
-]
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -156,10 +119,10 @@ class MixerConfig(_Model):
     lo: str
     lo_frequency: Hz = Field(gt=0)
     lo_power: DBm = 13.0
-    gain_imbalance: float = 0.0
-    phase_imbalance: Radians = 0.0
-    i_offset: Volts = 0.0
-    q_offset: Volts = 0.0
+    gain_imbalance: float = Field(default=0.0, ge=-0.5, le=0.5, description="Q gain is 1 + it")
+    phase_imbalance: Radians = Field(default=0.0, ge=-math.pi / 4, le=math.pi / 4)
+    i_offset: Volts = Field(default=0.0, ge=-1.0, le=1.0)
+    q_offset: Volts = Field(default=0.0, ge=-1.0, le=1.0)
 
 
 class PumpsConfig(_Model):
@@ -171,6 +134,11 @@ class PumpsConfig(_Model):
     sample_rate: Hz | None = Field(default=None, gt=0, description="AWG: highest rate used")
     mixers: dict[str, MixerConfig] = {}
     tones: dict[str, ToneConfig]
+
+    @field_validator("mixers", "tones")
+    @classmethod
+    def _names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        return identifiers("mixer" if info.field_name == "mixers" else "tone", value)
 
 
 class TargetConfig(_Model):
@@ -228,9 +196,13 @@ class VNAConfig(_Model):
     """Default acquisition settings."""
 
     power: DBm = -30.0
+    max_power: PowerLimits = Field(
+        default=ranges.DEFAULT_MAX_POWER,
+        description="stimulus limit, dBm: one for every port, or {port: dBm} (others -10 dBm)",
+    )
     if_bandwidth: Hz = Field(default=1e3, gt=0)
-    averages: int = Field(default=1, ge=1)
-    points: int = Field(default=401, ge=2, le=100001)
+    averages: Count = Field(default=1, ge=1)
+    points: Count = Field(default=401, ge=2, le=100001)
     span: Hz = Field(default=150e6, gt=0)
 
 
@@ -248,7 +220,7 @@ class VirtualLabConfig(_Model):
     """The embedded virtual lab (``simulate: true``)."""
 
     device: str = Field(description="device preset name or device YAML path")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
 
 
 class InstrumentsConfig(_Model):
@@ -275,12 +247,17 @@ class Config(_Model):
     #: folder of the config file (set on load), for resolving relative paths
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @field_validator("modes")
+    @classmethod
+    def _mode_names(cls, value: dict[str, ModeConfig]) -> dict[str, ModeConfig]:
+        return identifiers("mode", value)
+
     @field_validator("name")
     @classmethod
     def _file_safe_name(cls, value: str) -> str:
         if not _NAME.fullmatch(value) or ".." in value:
             raise ValueError(
-                f"{_short(value)} is not a file-safe device name (it names the calibration "
+                f"{short(value)} is not a file-safe device name (it names the calibration "
                 "state file); fix: use letters, digits, '_', '-' and '.' only, e.g. jpc_circulator"
             )
         return value
@@ -358,8 +335,8 @@ def _line(source: str, err: Any) -> list[str]:
     kind = err["type"]
     msg = _MESSAGES.get(kind, err["msg"].removeprefix("Value error, "))
     got = err.get("input")
-    hidden = isinstance(got, (dict, list, tuple)) or kind == "missing" or _short(got) in msg
-    shown = "" if hidden else f" (got {_short(got)})"
+    hidden = isinstance(got, (dict, list, tuple)) or kind == "missing" or short(got) in msg
+    shown = "" if hidden else f" (got {short(got)})"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(err["loc"])
         hint = checks.did_you_mean(str(err["loc"][-1]), allowed)
@@ -400,6 +377,11 @@ def parse_config(data: Any, source: str = "<dict>", base_dir: Path | None = None
             f"{source}: (whole file): the file is {kind}; the file must be a mapping of keys "
             "(name:, station:, modes:, ...); fix: start from configs/sim_jpc_circulator.yaml"
         )
+    if "base_dir" in data:  # a field labnr sets itself, not a key of the file
+        raise ConfigError(
+            f"{source}: base_dir: unknown key; fix: remove it (relative paths start at the "
+            "config file's folder)"
+        )
     bad_keys = [k for k in data if not isinstance(k, str)]
     if bad_keys:
         raise ConfigError(
@@ -410,10 +392,13 @@ def parse_config(data: Any, source: str = "<dict>", base_dir: Path | None = None
         cfg = Config(**data, base_dir=base_dir or Path("."))
     except ValidationError as exc:
         raise ConfigError(_format(exc, source)) from None
+    problems, station = [], None
     if base_dir is not None:
         problems = checks.file_problems(cfg, base_dir)
-        if problems:
-            raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+        station = checks.station_instruments(cfg, base_dir)
+    problems += ranges.range_problems(cfg, station)
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
     return cfg
 
 
@@ -427,21 +412,7 @@ def load_config(path: str | Path) -> Config:
             f"at {str(Path.cwd())!r})"
         )
     try:
-        text = p.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-        duplicates = checks.duplicate_keys(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"{p}: {checks.yaml_error_text(exc)}: not valid YAML; fix: check the indentation, "
-            "colons and quotes on that line and the one before"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{p}: (file): not UTF-8 text (byte {exc.start}); fix: save the config as UTF-8 YAML"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: (file): cannot be read ({exc.strerror}); fix: check its "
-                          "permissions") from None  # fmt: skip
-    if duplicates:
-        raise ConfigError("\n".join(f"{p}: {d}" for d in duplicates))
+        data = read_yaml_bounded(p, "config file")
+    except YAMLProblem as exc:
+        raise ConfigError("\n".join(f"{p}: {line}" for line in str(exc).splitlines())) from None
     return parse_config(data, source=str(p), base_dir=p.resolve().parent)

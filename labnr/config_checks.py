@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from labnr.config_yaml import YAMLProblem, read_yaml_bounded
 
 if TYPE_CHECKING:
     from labnr.config import Config
@@ -407,6 +407,22 @@ def file_problems(cfg: Config, config_dir: Path) -> list[str]:
     return out + _station_problems(cfg, resolved["station"])
 
 
+def _read_station(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the station's ``instruments:`` mapping, None) or (None, what is wrong with the file)."""
+    try:
+        data: Any = read_yaml_bounded(path, "station file")
+    except YAMLProblem as exc:
+        return None, "; ".join(f"{w}: {what}" for w, what, _ in exc.problems)
+    entries = data.get("instruments") if isinstance(data, dict) else None
+    return (entries, None) if isinstance(entries, dict) else (None, "no instruments:")
+
+
+def station_instruments(cfg: Config, config_dir: Path) -> dict[str, Any] | None:
+    """The ``instruments:`` mapping of the config's station file; None if it cannot be read."""
+    path, escape = confined(cfg.station, config_dir, project_root(config_dir))
+    return None if escape or not path.is_file() else _read_station(path)[0]
+
+
 def _station_problems(cfg: Config, path: Path) -> list[str]:
     where = f"station file {cfg.station!r}"
     if not path.is_file():
@@ -414,20 +430,15 @@ def _station_problems(cfg: Config, path: Path) -> list[str]:
             "station", f"{where} not found (looked for {str(path)!r})",
             "give the QCoDeS station YAML's path, relative to the config file's folder",
         )]  # fmt: skip
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        return [problem("station", f"{where} is not valid YAML: {yaml_error_text(exc)}",
-                        "fix the station file's syntax")]  # fmt: skip
-    except (OSError, UnicodeDecodeError) as exc:
-        return [problem("station", f"{where} cannot be read ({exc})",
-                        "check the file's permissions and that it is UTF-8 text")]  # fmt: skip
-    entries = data.get("instruments") if isinstance(data, dict) else None
-    if not isinstance(entries, dict):
+    entries, bad = _read_station(path)
+    if bad == "no instruments:" or entries is None and bad is None:
         return [problem(
             "station", f"{where} has no instruments: mapping",
             "point station: at a QCoDeS station YAML (see configs/station_sim.yaml)",
         )]  # fmt: skip
+    if entries is None:
+        return [problem("station", f"{where} is refused: {bad}",
+                        "fix the station file (YAML syntax, size, UTF-8 text)")]  # fmt: skip
     known = sorted(str(k) for k in entries)
     return [
         problem(
@@ -437,47 +448,3 @@ def _station_problems(cfg: Config, path: Path) -> list[str]:
         )
         for key, name in _station_names(cfg) if name not in entries
     ]  # fmt: skip
-
-
-# ---------------------------------------------------------------------- YAML text
-
-
-def yaml_error_text(exc: yaml.YAMLError) -> str:
-    """``line L, column C: problem`` of a YAML error (1-based, as editors count)."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is None:
-        return str(what)
-    text = f"line {mark.line + 1}, column {mark.column + 1}: {what}"
-    start = getattr(exc, "context_mark", None)
-    context = getattr(exc, "context", None)
-    if start is not None and context and start is not mark:
-        text += f" ({context} at line {start.line + 1}, column {start.column + 1})"
-    return text
-
-
-def duplicate_keys(text: str) -> list[str]:
-    """Keys given twice in one mapping of a YAML text (the safe loader keeps the last)."""
-    out: list[str] = []
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            lines: dict[str, int] = {}
-            for key_node, value in node.value:
-                key = str(key_node.value)
-                here = f"{path}.{key}" if path else key
-                line = key_node.start_mark.line + 1
-                if key in lines:
-                    out.append(problem(
-                        here, f"key {key!r} is given twice (lines {lines[key]} and {line}); "
-                        "YAML would silently keep only the second",
-                        "merge the two entries into one",
-                    ))  # fmt: skip
-                lines[key] = line
-                walk(value, here)
-        elif isinstance(node, yaml.SequenceNode):
-            for k, item in enumerate(node.value):
-                walk(item, f"{path}[{k}]")
-
-    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
-    return out

@@ -49,7 +49,7 @@ import qcodes as qc
 import yaml
 from qcodes.instrument import Instrument, VisaInstrument
 
-from labnr.config import Config, StorageConfig, load_config
+from labnr.config import Config, StorageConfig, load_config, load_yaml_bounded
 from labnr.lablock import (
     LabBusy,
     LabLock,
@@ -320,7 +320,8 @@ def _station_entries(config: Config, lab: Any) -> dict[str, Any]:
     path = config.path(config.station)
     entries: dict[str, Any] = {}
     if path.is_file():
-        entries = dict((yaml.safe_load(path.read_text()) or {}).get("instruments") or {})
+        data = load_yaml_bounded(path, "station file")  # bounded: size, nodes, aliases
+        entries = dict((data if isinstance(data, dict) else {}).get("instruments") or {})
     elif lab is None:
         raise FileNotFoundError(f"{config.name}: station file {str(path)!r} not found")
     if lab is None:

@@ -1,13 +1,16 @@
 """A corpus of broken experiment configs: each gives one clear line per problem.
 
-``tests/config_corpus/*.yaml`` holds 113 broken configs (most are one edit of
-a valid config, ``ok_*.yaml``), each starting with ``# expect: <text>`` lines,
+``tests/config_corpus/*.yaml`` holds 151 broken configs (most are one edit of
+a valid config, ``ok_*.yaml``; ``bomb_*`` are denial-of-service files, refused
+by the bounded reader, ``range_*``/``plaus_*``/``power_*``/``name_*`` values an
+instrument could not take or that are unit slips), each starting with
+``# expect: <text>`` lines,
 one per problem the file has (`` ... `` separates fragments of one line). For
 each file, :func:`load_config` must raise :class:`ConfigError` (never another
 exception, no chained traceback), with exactly one line per expected problem,
 every line naming the file, a key path and a fix (``file: key.path: what;
 fix: how``), and no pydantic boilerplate. Two paths that are not files (none,
-a folder) make 115 broken configs in all; all 115 give a clear message. A
+a folder) make 153 broken configs in all; all 153 give a clear message. A
 few go through ``labnr calibrate`` too: exit code 2, the message on stderr,
 no traceback.
 """
@@ -60,7 +63,7 @@ def check_message(msg: str, source: str, expected: list[str]) -> None:
 
 
 def test_corpus_is_large() -> None:
-    assert len(BROKEN) >= 100
+    assert len(BROKEN) >= 150
     assert all(expectations(p) for p in BROKEN), "every corpus file says what it expects"
 
 

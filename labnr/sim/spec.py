@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from labnr.config_yaml import YAMLProblem, read_yaml_bounded
 
 
 class SpecError(ValueError):
@@ -405,11 +405,10 @@ def load_device(path: str | Path) -> DeviceSpec:
         p = presets_dir() / f"{path}.yaml"
     if not p.is_file():
         raise SpecError(f"device file {str(path)!r} not found (looked at {p})")
-    with p.open() as fh:
-        try:
-            data = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"{p}: not valid YAML: {exc}") from None
+    try:  # bounded: size, nodes, aliases, nesting (labnr.config_yaml)
+        data = read_yaml_bounded(p, "device file")
+    except YAMLProblem as exc:
+        raise SpecError("\n".join(f"{p}: {line}" for line in str(exc).splitlines())) from None
     return parse_device(data, source=str(p))
 
 
