@@ -220,7 +220,7 @@ def _take(path: Path, what: str) -> int:
 
 def _command() -> str:
     argv = list(getattr(sys, "orig_argv", None) or sys.argv)
-    return shlex.join(argv)[:500]
+    return " ".join(shlex.join(argv).split())[:300]  # one line (a -c script has newlines)
 
 
 def _holder(fd: int) -> tuple[int | None, str]:
