@@ -276,6 +276,20 @@ def test_output_on_selects_a_range_covering_the_limits(virtual_lab: VirtualLab) 
         Instrument.close_all()
 
 
+def test_output_on_selects_the_finest_range_at_zero_first(virtual_lab: VirtualLab) -> None:
+    gs = virtual_lab.flux_source
+    assert gs is not None
+    gs.write(":SOUR:FUNC CURR;:SOUR:RANG 10e-3;:SOUR:LEV 5e-3")  # off; coarse range, 5 mA set
+    fb = connect(virtual_lab)  # limits +-1 mA: the 1 mA range (10 nA) is the finest
+    try:
+        fb.output(True)  # 0 A first (5 mA is beyond the 1 mA range), then the range
+        assert gs.state.range == 1e-3 and gs.state.level == 0.0 and gs.state.output
+        assert fb.source.resolution() == pytest.approx(10e-9)
+        assert history(virtual_lab) == [(0.0, 0.0)]  # nothing flowed
+    finally:
+        Instrument.close_all()
+
+
 def test_voltage_source_with_output_on_is_refused(virtual_lab: VirtualLab) -> None:
     gs = virtual_lab.flux_source
     assert gs is not None

@@ -151,7 +151,7 @@ def test_a_level_moved_behind_labnrs_back_is_adopted_only_by_reconnecting(
     with pytest.raises(LevelMismatch):
         fb.current(0.0)
     fb.close()
-    again = FakeSource(level=70e-6, name="fake_again")  # re-connect: a fresh source adapter, no record
+    again = FakeSource(level=70e-6, name="fake_again")  # re-connect: a fresh adapter, no record
     fb = flux_bias(again, name="vflux2")
     fb.current(0.0)
     assert again.true_level == 0.0
