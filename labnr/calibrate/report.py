@@ -35,6 +35,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from labnr import fileio
+
 __all__ = ["TARGET_DB", "build_report", "make_report", "report_path", "verification_sweep"]
 
 log = logging.getLogger("labnr.calibrate.report")
@@ -482,8 +484,8 @@ def make_report(lab: Any, ctx: Any, graph: Any, summary: Mapping[str, Any], *,
     try:
         fig = build_report(state, config, graph=graph, summary={**summary, **out}, after=after)
         path = report_path(config)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
+        with fileio.atomic_writer(path) as f:  # atomic, never through a symbolic link
+            fig.savefig(f, format="png", dpi=100)
         out["report"] = str(path)
     except Exception as exc:  # noqa: BLE001
         log.error("report: could not write the PNG: %s", exc)

@@ -147,8 +147,10 @@ def plot_lock(log: LockLog, path: Path) -> None:
                  va="top", color="red")  # fmt: skip
     fig.suptitle("labnr lock")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    from labnr.fileio import atomic_writer
+
+    with atomic_writer(path) as f:  # atomic, never through a symbolic link
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
 
 
