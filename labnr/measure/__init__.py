@@ -23,8 +23,10 @@ the full S-matrix of every point in one QCoDeS dataset and returns it:
 ``plot_smatrix`` ...       S-matrix grid, 2D maps, flux maps (PNG + Figure)
 =========================  ==================================================
 
-Every run is also exported to ``<data_dir>/run_<id>.h5`` when it ends
-(``storage.export_hdf5`` in the config; interrupted runs too).
+Every run is also exported to ``<data_dir>/run_<id>_<guid>.h5`` when it ends
+(``storage.export_hdf5`` in the config; interrupted runs too); a run killed
+before its export is exported at the next start
+(:func:`labnr.measure.recovery.recover`).
 
 Frequency-converting devices are measured in the VNA's frequency-offset mode
 with the receivers following the pumps (:mod:`labnr.measure.plan`); the

@@ -19,7 +19,8 @@ opens the database (before any sweep, calibration or lock), puts that right:
    own QCoDeS script), are left alone.
 3. **Exports**: every completed run with ``labnr_export = "pending"`` is
    exported to ``data_dir`` (:func:`labnr.measure.export.export_to_folder`)
-   and its metadata set to the file name.
+   and its metadata set to the file name (unless its writer still runs: it
+   exports the run itself).
 
 Every step is logged and collected in a :class:`RecoveryReport`; nothing
 raises for one bad run (its problem is reported, the others proceed).
@@ -204,8 +205,10 @@ def _export_pending(
 
     for run_id in pending:
         ds = load_by_id(run_id, conn=conn)
-        if not ds.completed:
-            continue  # a live run: its own process exports it
+        record = _holder(ds.metadata)
+        mine = isinstance(record, dict) and record.get("pid") == os.getpid()
+        if not ds.completed or (holder_alive(record) and not mine):
+            continue  # a live run, or one its live writer is exporting right now
         try:
             path = export_to_folder(ds, data_dir)
             ds.add_metadata(EXPORT_KEY, path.name)

@@ -281,3 +281,65 @@ def test_sigkill_mid_lock_keeps_the_rows_up_to_the_last_flush(tmp_path: Path) ->
         assert ds.get_parameter_data()["isolation_db"]["time"].size == t.size
     finally:
         conn.close()
+
+
+_SWEEP_WRITER = """
+import json, sys, time
+import numpy as np
+from qcodes.dataset import initialise_or_create_database_at
+sys.path.insert(0, sys.argv[2])
+from synthetic_runs import circulator_s
+from qcodes.dataset import Measurement, load_or_create_experiment
+from labnr.fileio import holder
+initialise_or_create_database_at(sys.argv[1])
+meas = Measurement(exp=load_or_create_experiment("labnr_tests", sample_name="jpc"),
+                   name="sweep_pump_phase")
+meas.write_period = 1e-3
+meas.register_custom_parameter("pump_ab_phase", unit="rad")
+meas.register_custom_parameter("frequency", unit="Hz", paramtype="array")
+for o in "abc":
+    for i in "abc":
+        meas.register_custom_parameter(f"S_{o}_{i}", paramtype="array",
+                                       setpoints=("pump_ab_phase", "frequency"))
+freq = np.linspace(-40e6, 40e6, 101)
+with meas.run() as saver:
+    ds = saver.dataset
+    ds.add_metadata("labnr_holder", json.dumps(holder()))
+    ds.add_metadata("labnr_kind", "sweep_pump_phase")
+    ds.add_metadata("labnr_ports", json.dumps(["a", "b", "c"]))
+    ds.add_metadata("labnr_knobs", json.dumps(["pump_ab_phase"]))
+    ds.add_metadata("labnr_export", "pending")
+    for k, phase in enumerate(np.linspace(0, 1, 1000)):
+        s = circulator_s((phase,), freq)
+        saver.add_result(("pump_ab_phase", phase), ("frequency", freq),
+                         *[(f"S_{o}_{i}", s[:, p, q]) for p, o in enumerate("abc")
+                           for q, i in enumerate("abc")])
+        saver.flush_data_to_database()
+        print("stored", k + 1, flush=True)
+        time.sleep(0.01)
+"""
+
+
+def test_a_sweep_killed_with_sigkill_is_marked_and_exported_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    db, data = tmp_path / "labnr.db", tmp_path / "data"
+    here = Path(__file__).resolve().parent
+    proc = subprocess.Popen([sys.executable, "-c", _SWEEP_WRITER, str(db), str(here)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    stored = 0
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while stored < 5 and time.monotonic() < deadline:
+            words = proc.stdout.readline().split()
+            stored = int(words[1]) if words and words[0] == "stored" else stored
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert stored >= 5
+    report = recover(db, data)
+    assert report.interrupted == [1] and [r for r, _ in report.exported] == [1]
+    back = load(report.exported[0][1])
+    assert back.attrs["status"] == "interrupted" and back.attrs["points_measured"] >= stored
+    assert back.attrs["interrupted"] == 1 and "killed" in back.attrs["outcome"]
