@@ -106,3 +106,87 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(bad)
+
+
+# ---------------------------------------------------------------------- ranges and stimulus limits
+
+STATION = yaml.safe_load((ROOT / "configs" / "station_sim.yaml").read_text())
+
+
+def _lab(tmp_path: Path, edits: dict[str, object], station_edits: dict | None = None) -> Path:
+    """A config (one of the JPC preset with ``edits``) and its station file in ``tmp_path``."""
+    data = copy.deepcopy(yaml.safe_load(JPC.read_text()))
+    data |= {"simulate": False, "station": "station.yaml",
+             "storage": {"database": "out/labnr.db", "data_dir": "out/data"}}  # fmt: skip
+    for path, value in edits.items():
+        _set(data, path, value)
+    station = copy.deepcopy(STATION)
+    for path, value in (station_edits or {}).items():
+        _set(station, path, value)
+    (tmp_path / "station.yaml").write_text(yaml.safe_dump(station))
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path / "cfg.yaml"
+
+
+def test_stimulus_limit_default_and_per_port(tmp_path: Path) -> None:
+    cfg = load_config(_lab(tmp_path, {}))
+    assert cfg.vna.max_power == -10.0  # conservative default for cryogenic work
+    assert load_config(_lab(tmp_path, {"vna.power": "-10 dBm"})).vna.power == -10.0  # at the limit
+    with pytest.raises(ConfigError, match=r"cfg.yaml: vna.power: -9.5 dBm on port 1 is above the "
+                       r"stimulus limit -10 dBm \(vna.max_power\)"):  # fmt: skip
+        load_config(_lab(tmp_path, {"vna.power": "-9.5 dBm"}))
+    limits = {1: "-20 dBm", 2: -35, 3: "0 dBm"}
+    with pytest.raises(ConfigError) as info:
+        load_config(_lab(tmp_path, {"vna.max_power": limits}))
+    assert str(info.value).splitlines() == [
+        f"{tmp_path / 'cfg.yaml'}: vna.power: -30 dBm on port 2 is above the stimulus limit "
+        "-35 dBm (vna.max_power.2); fix: give at most -35 dBm; raise vna.max_power.2 only if the "
+        "device's input line is attenuated for more"
+    ]
+    cfg = load_config(_lab(tmp_path, {"vna.max_power": limits | {2: -30}}))
+    assert cfg.vna.max_power == {1: -20.0, 2: -30.0, 3: 0.0}
+
+
+def test_power_ranges_follow_the_station_model(tmp_path: Path) -> None:
+    # the N5242B sources up to +20 dBm; the N5222B up to +13 dBm; a station init narrows it
+    ok = {"vna.max_power": "15 dBm"}
+    load_config(_lab(tmp_path, ok))
+    n5222b = {"instruments.vna.type": "labnr.drivers.keysight_pna.KeysightN5222B"}
+    with pytest.raises(ConfigError, match=r"vna.max_power: 15 dBm is above the KeysightN5222B's "
+                       r"largest source power 13 dBm"):  # fmt: skip
+        load_config(_lab(tmp_path, ok, n5222b))
+    narrowed = {"instruments.vna.init": {"max_power": 5.0, "min_frequency": 6e9}}
+    with pytest.raises(ConfigError) as info:
+        load_config(_lab(tmp_path, ok, narrowed))
+    lines = str(info.value).splitlines()
+    assert any("largest source power 5 dBm" in line for line in lines)
+    assert any("modes.a.frequency: 5.31 GHz is outside the KeysightN5242B's range 6 GHz" in line
+               for line in lines)  # fmt: skip
+
+
+def test_flux_resolution_comes_from_the_source_and_its_range(tmp_path: Path) -> None:
+    # 50 nA steps: fine in the GS200's 1 mA range (10 nA resolution), not in its 10 mA range
+    # (100 nA); a flux source labnr knows no resolution of is only held to the driver's floor
+    step = {"flux.max_step": "50 nA"}
+    assert load_config(_lab(tmp_path, step | {"flux.min_current": "-1 mA",
+                                              "flux.max_current": "1 mA"})).flux.max_step == 5e-8
+    with pytest.raises(ConfigError, match=r"flux.max_step: 50 nA is below twice the GS200's "
+                       r"resolution of 100 nA in its 10 mA range"):  # fmt: skip
+        load_config(_lab(tmp_path, step))
+    other = {"instruments.flux.type": "my_lab.drivers.OtherSource"}
+    assert load_config(_lab(tmp_path, step, other)).flux.max_step == 5e-8
+
+
+def test_ranges_without_a_station_use_the_pna_family() -> None:
+    data = copy.deepcopy(yaml.safe_load(JPC.read_text()))
+    data["vna"] |= {"if_bandwidth": "1.5 kHz", "averages": 65536}
+    parse_config(data, source="x.yaml")  # both are PNA values
+    data["vna"] |= {"if_bandwidth": "1.6 kHz", "averages": "1e5"}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, source="x.yaml")
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2
+    assert "vna.if_bandwidth: 1.6 kHz is not an IF bandwidth" in lines[0]
+    assert lines[0].endswith("fix: use the nearest one, 1.5 kHz")
+    assert "vna.averages: 100000 sweeps is above the Keysight PNA family's maximum of 65536" in (
+        lines[1])  # fmt: skip

@@ -95,7 +95,8 @@ def test_paths_that_are_not_files(tmp_path: Path) -> None:
 
 
 CLI_CASES = ["key_typo_mode_frequency", "unit_current_in_ghz", "file_yaml_unclosed_bracket",
-             "unknown_instrument_vna", "path_database_escapes"]  # fmt: skip
+             "unknown_instrument_vna", "path_database_escapes", "bomb_alias_billion_laughs",
+             "power_above_max_power"]  # fmt: skip
 
 
 @pytest.mark.parametrize("stem", CLI_CASES)
