@@ -280,19 +280,28 @@ def export_netcdf(
 
     Notes
     -----
-    QCoDeS records the export in the run's metadata (``export_info``).
+    QCoDeS records the export in the run's metadata (``export_info``). The
+    file is written by QCoDeS (not through :mod:`labnr.fileio`): labnr only
+    refuses a symbolic link at its name (:class:`labnr.fileio.UnsafePathError`).
     """
     Path(directory).mkdir(parents=True, exist_ok=True)
     if isinstance(run, DataSetProtocol):
-        run.export("netcdf", path=str(directory), prefix="labnr_")
-        return Path(run.export_info.export_paths["nc"])
+        return _qcodes_netcdf(run, directory)
     conn = connect(str(db)) if db is not None else None
     dataset = load_by_id(int(run), conn=conn) if conn is not None else load_by_id(int(run))
     try:
-        dataset.export("netcdf", path=str(directory), prefix="labnr_")
-        return Path(dataset.export_info.export_paths["nc"])
+        return _qcodes_netcdf(dataset, directory)
     finally:
         dataset.conn.close()
+
+
+def _qcodes_netcdf(dataset: Any, directory: str | os.PathLike[str]) -> Path:
+    from qcodes.dataset.export_config import DataExportType
+
+    name = dataset._export_file_name("labnr_", DataExportType.NETCDF)
+    safe_target(Path(directory) / name)
+    dataset.export("netcdf", path=str(directory), prefix="labnr_")
+    return Path(dataset.export_info.export_paths["nc"])
 
 
 # --------------------------------------------------------------------------- Touchstone

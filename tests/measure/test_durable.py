@@ -23,7 +23,12 @@ from qcodes.dataset.sqlite.database import connect
 from synthetic_runs import PHASES, SyntheticRun, circulator_s, write_run
 
 from labnr.fileio import UnsafePathError, clean_temp_files, safe_target
-from labnr.measure.export import export_file_name, export_to_folder
+from labnr.measure.export import (
+    export_file_name,
+    export_netcdf,
+    export_to_folder,
+    to_touchstone,
+)
 from labnr.measure.loading import load
 from labnr.measure.recovery import recover
 
@@ -107,6 +112,23 @@ def test_symlink_at_the_temporary_name_is_never_followed(
     assert path == data.resolve() / name and not path.is_symlink()
     xr.testing.assert_identical(load(path), load(run.run_id))
     assert planted.is_symlink()  # left as it was, not written through
+
+
+def test_links_at_netcdf_and_touchstone_names_are_refused(
+    tmp_path: Path, keep_db_location: None
+) -> None:
+    run = _run_in(tmp_path / "a.db")
+    victim, before = _outside(tmp_path)
+    out = tmp_path / "nc"
+    out.mkdir()
+    ds = load(run.run_id)
+    (out / f"labnr_{run.run_id}_{ds.attrs['guid']}.nc").symlink_to(victim)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        export_netcdf(run.run_id, out)
+    (tmp_path / "one.s3p").symlink_to(victim)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        to_touchstone(ds.isel(pump_ab_phase=0), tmp_path / "one.s3p")
+    assert victim.read_bytes() == before
 
 
 def test_a_path_outside_the_folder_is_refused(tmp_path: Path) -> None:
