@@ -49,6 +49,11 @@ MAX_QUALITY_FACTOR = 1e10
 MAX_FLUX_RAMP_TIME = 86_400.0
 #: Smallest ``ramp_rate`` (A/s) and ``max_step`` (A) labnr's flux driver accepts.
 MIN_FLUX_SETTING = 1e-12
+#: (min, max frequency Hz, min, max power dBm) of CW sources by class name: the
+#: validators of QCoDeS's RohdeSchwarzSGS100A driver (labnr's subclass keeps them).
+CW_SOURCE_RANGES: dict[str, tuple[float, float, float, float]] = {
+    "RohdeSchwarzSGS100A": (1e6, 20e9, -120.0, 25.0),
+}
 
 
 def _hz(value: float) -> str:
@@ -196,6 +201,11 @@ def _band_problems(cfg: Config, model: str, lim: PNALimits) -> list[str]:
         if mode.vna_port is None:
             continue
         f = mode.frequency
+        if mode.vna_port > lim.n_ports:
+            out.append(problem(
+                f"modes.{name}.vna_port", f"port {mode.vna_port} is not a port of the {model} "
+                f"(1 to {lim.n_ports})", "give the VNA port the mode is wired to",
+            ))  # fmt: skip
         if not low <= f <= high:
             guess = next((f * s for s in (1e3, 1e-3, 1e6, 1e-6) if low <= f * s <= high), None)
             hint = f"did you mean {_hz(guess)}? " if guess else ""
@@ -317,6 +327,63 @@ def _flux_problems(cfg: Config, station: Mapping[str, Any] | None) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------------- pumps
+
+
+def _source_problems(
+    key: str, name: str, cls: str, frequency: float, power: float | None
+) -> list[str]:
+    low, high, pmin, pmax = CW_SOURCE_RANGES[cls]
+    out = []
+    if not low <= frequency <= high:
+        out.append(problem(
+            key, f"{_hz(frequency)} is outside the range of {name!r} ({cls}: {_hz(low)} to "
+            f"{_hz(high)})", "check the mode frequencies (a pump runs at their difference, or "
+            "sum for gain) or use a source that reaches this frequency",
+        ))  # fmt: skip
+    if power is not None and not pmin <= power <= pmax:
+        out.append(problem(
+            key.rpartition(".")[0] + ".lo_power", f"{power:g} dBm is outside the source range "
+            f"of {name!r} ({cls}: {pmin:g} to {pmax:g} dBm)",
+            "give the LO power the mixer needs, typically 7 to 17 dBm",
+        ))  # fmt: skip
+    return out
+
+
+def _pump_problems(cfg: Config, station: Mapping[str, Any] | None) -> list[str]:
+    """Pump frequencies and LO settings within their sources' ranges; the AWG's sample rate."""
+    p = cfg.pumps
+    out = []
+    for tname, tone in p.tones.items():
+        cls, _ = _entry(station, tone.source)
+        if p.backend == "cw" and tone.source and cls in CW_SOURCE_RANGES:
+            fa, fb = (cfg.modes[m].frequency for m in tone.modes)
+            f = abs(fa - fb) if tone.kind == "conversion" else fa + fb
+            out += _source_problems(f"pumps.tones.{tname}.modes", tone.source, cls, f, None)
+    for mname, mixer in p.mixers.items():
+        cls, _ = _entry(station, mixer.lo)
+        if p.backend == "awg" and cls in CW_SOURCE_RANGES:
+            out += _source_problems(f"pumps.mixers.{mname}.lo_frequency", mixer.lo, cls,
+                                    mixer.lo_frequency, mixer.lo_power)  # fmt: skip
+    cls, _ = _entry(station, p.awg)
+    if p.backend == "awg" and cls == "TektronixAWG5208Direct":
+        from labnr.drivers.tektronix_awg5208 import TektronixAWG5208Direct
+
+        low, high = TektronixAWG5208Direct.sample_rate_range
+        rate = high if p.sample_rate is None else p.sample_rate
+        if not low <= rate <= high:
+            out.append(problem(
+                "pumps.sample_rate", f"{rate:g} Sa/s is outside the AWG5208's range "
+                f"{low:g} to {high:g} Sa/s", f"give a sample rate within it, e.g. {high:g}",
+            ))  # fmt: skip
+        elif p.frequency_resolution > rate / 3:
+            out.append(problem(
+                "pumps.frequency_resolution", f"{_hz(p.frequency_resolution)} is coarser than a "
+                f"third of the sample rate {rate:g} Sa/s", "use a grid of a few kHz or finer",
+            ))  # fmt: skip
+    return out
+
+
 # ---------------------------------------------------------------------- entry
 
 
@@ -336,4 +403,7 @@ def range_problems(cfg: Config, station: Mapping[str, Any] | None = None) -> lis
     list of str
         One ``key.path: what; fix: how`` line per problem.
     """
-    return [*_mode_problems(cfg), *_vna_problems(cfg, station), *_flux_problems(cfg, station)]
+    return [
+        *_mode_problems(cfg), *_vna_problems(cfg, station), *_flux_problems(cfg, station),
+        *_pump_problems(cfg, station),
+    ]  # fmt: skip

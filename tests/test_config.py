@@ -190,3 +190,19 @@ def test_ranges_without_a_station_use_the_pna_family() -> None:
     assert lines[0].endswith("fix: use the nearest one, 1.5 kHz")
     assert "vna.averages: 100000 sweeps is above the Keysight PNA family's maximum of 65536" in (
         lines[1])  # fmt: skip
+
+
+def test_ports_and_sources_follow_the_station(tmp_path: Path) -> None:
+    two_ports = {"instruments.vna.init": {"n_ports": 2}}
+    with pytest.raises(ConfigError) as info:
+        load_config(_lab(tmp_path, {}, two_ports))
+    assert str(info.value).splitlines() == [
+        f"{tmp_path / 'cfg.yaml'}: modes.c.vna_port: port 3 is not a port of the KeysightN5242B "
+        "(1 to 2); fix: give the VNA port the mode is wired to"
+    ]
+    close = {"modes.b.frequency": "5.3105 GHz"}  # the a-b conversion pump at 500 kHz
+    with pytest.raises(ConfigError, match=r"pumps.tones.ab.modes: 500 kHz is outside the range "
+                       r"of 'pump_ab' \(RohdeSchwarzSGS100A: 1 MHz to 20 GHz\)"):  # fmt: skip
+        load_config(_lab(tmp_path, close))
+    other = {"instruments.pump_ab.type": "my_lab.drivers.LowFrequencySource"}
+    assert load_config(_lab(tmp_path, close, other)).modes["b"].frequency == 5.3105e9

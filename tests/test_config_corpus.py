@@ -1,6 +1,6 @@
 """A corpus of broken experiment configs: each gives one clear line per problem.
 
-``tests/config_corpus/*.yaml`` holds 151 broken configs (most are one edit of
+``tests/config_corpus/*.yaml`` holds 154 broken configs (most are one edit of
 a valid config, ``ok_*.yaml``; ``bomb_*`` are denial-of-service files, refused
 by the bounded reader, ``range_*``/``plaus_*``/``power_*``/``name_*`` values an
 instrument could not take or that are unit slips), each starting with
@@ -10,7 +10,7 @@ each file, :func:`load_config` must raise :class:`ConfigError` (never another
 exception, no chained traceback), with exactly one line per expected problem,
 every line naming the file, a key path and a fix (``file: key.path: what;
 fix: how``), and no pydantic boilerplate. Two paths that are not files (none,
-a folder) make 153 broken configs in all; all 153 give a clear message. A
+a folder) make 156 broken configs in all; all 156 give a clear message. A
 few go through ``labnr calibrate`` too: exit code 2, the message on stderr,
 no traceback.
 """
