@@ -355,8 +355,10 @@ def write_qcodes(
     ``forward_db`` (weakest forward path, dB), ``isolation_db_<element>`` per
     path, one column per knob, ``event`` (text; ``read``/``correction`` rows
     carry their kind). Metadata ``labnr_kind = "lock"``, ``labnr_paths``,
-    ``labnr_knobs`` and ``labnr_lock_summary`` (JSON). The global QCoDeS
-    database setting is not touched.
+    ``labnr_knobs``, ``labnr_lock_summary`` (JSON), ``labnr_status``
+    (``"interrupted"`` after Ctrl-C, else ``"completed"``) and
+    ``labnr_outcome`` (the last ending event: stop, parked, instability).
+    The global QCoDeS database setting is not touched.
     """
     from qcodes.dataset import Measurement, connect, load_or_create_experiment
 
@@ -365,6 +367,7 @@ def write_qcodes(
         "labnr_paths": json.dumps(list(log.paths)),
         "labnr_knobs": json.dumps(list(log.knob_names)),
         "labnr_lock_summary": json.dumps(log.summary()),
+        **dict(zip(("labnr_status", "labnr_outcome"), _ending(log), strict=True)),
         **{k: v if isinstance(v, str | int | float) else json.dumps(v)
            for k, v in (metadata or {}).items()},
     }  # fmt: skip
@@ -391,6 +394,16 @@ def write_qcodes(
     finally:
         conn.close()
     return run_id
+
+
+def _ending(log: LockLog) -> tuple[str, str]:
+    """(``labnr_status``, ``labnr_outcome``) of a finished lock, from its last ending event."""
+    ends = [r for r in log.events() if r.event in ("stop", "parked", "interrupted", "instability")]
+    if not ends:
+        return "completed", "completed"
+    last = ends[-1]
+    status = "interrupted" if last.event == "interrupted" else "completed"
+    return status, f"{last.event}: {last.message}" if last.message else last.event
 
 
 def _register(meas: Any, log: LockLog) -> None:

@@ -159,6 +159,8 @@ def test_a_streamed_log_is_in_the_database_while_it_runs_and_ends_as_the_same_ru
         )
         assert ds.metadata["labnr_kind"] == "lock" and ds.metadata["seed"] == 0
         assert json.loads(ds.metadata["labnr_holder"])["pid"] == os.getpid()
+        assert ds.metadata["labnr_status"] == "completed"
+        assert ds.metadata["labnr_outcome"] == "stop: duration reached"
         assert len(conn.execute("SELECT run_id FROM runs").fetchall()) == 1  # no second run
     finally:
         conn.close()
