@@ -28,49 +28,56 @@ next exchange it is resynchronised:
    the identity confirmed on connect arrives, discarding every other (an
    instrument answers in order, so a late reply to an earlier query comes
    before it), at most :attr:`~GuardedVisaInstrument.max_stale_replies`;
-3. if that fails (no answer in the timeout, too many replies, or the lost
+3. if that fails (no answer in the timeout, only other replies, or the lost
    query was itself ``*IDN?``, whose late reply would pass as the pairing
    answer), reconnect (:func:`labnr.drivers.resilience.reconnect_visa`),
-   device-clear, and pair again on the fresh connection;
-4. if that fails too, :class:`StaleConnectionError` (a ``TimeoutError``, so
-   the resilience layer retries it) and the connection stays dirty.
+   device-clear (not on raw sockets, where the new socket is clean), and
+   pair again on the fresh connection;
+4. if that fails too, the connection stays dirty and the exchange raises:
+   :class:`StaleConnectionError` (a ``TimeoutError``) without an answer,
+   :class:`PairingMismatch` (a ``ValueError``: a malformed reply) with only
+   other answers, or the connection error. The resilience layer retries all
+   three as transient faults.
 
-A pairing reply that is a different instrument's ``*IDN?`` raises
-:class:`~labnr.drivers.identity.IdentityError` and un-confirms the identity.
+Only an exact repetition of the ``*IDN?`` reply confirmed on connect pairs a
+connection, so another instrument that appeared at the address after a
+reconnection never pairs and never receives a write.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyvisa.errors
+from pyvisa.constants import StatusCode
 from qcodes.instrument import VisaInstrument
 
-from labnr.drivers.identity import (
-    IDN_QUERY,
-    Identity,
-    IdentityError,
-    check_idn,
-    confirm_identity,
-)
+from labnr.drivers.identity import IDN_QUERY, Identity, IdentityError, confirm_identity
 from labnr.drivers.resilience import reconnect_visa
 
 if TYPE_CHECKING:
     from qcodes.instrument import VisaInstrumentKWArgs
     from typing_extensions import Unpack
 
-__all__ = ["GuardedVisaInstrument", "StaleConnectionError"]
+__all__ = ["GuardedVisaInstrument", "PairingMismatch", "StaleConnectionError"]
 
 log = logging.getLogger(__name__)
 
 
 class StaleConnectionError(TimeoutError):
     """The connection could not be resynchronised (transient: a timeout to the retry layer)."""
+
+
+class PairingMismatch(ValueError):
+    """Only replies other than the confirmed ``*IDN?`` came (transient: a malformed reply).
+
+    Another instrument now at the address can never pair, so the connection
+    stays dirty and nothing more is written to it.
+    """
 
 
 @dataclass
@@ -82,10 +89,6 @@ class _GuardState:
     dirty: bool = False
     reconnect: bool = False  # flushing cannot help: reconnect first
     discarded: int = 0  # stale replies thrown away so far (diagnostics)
-
-
-#: A vendor or model field of an ``*IDN?`` reply (a word, not a number or a quoted text).
-_IDN_FIELD = re.compile(r"[A-Za-z][\w&.\- ]*")
 
 
 def _is_idn_query(cmd: str) -> bool:
@@ -222,9 +225,12 @@ class GuardedVisaInstrument(VisaInstrument):
         Raises
         ------
         StaleConnectionError
-            If no pairing succeeded (the connection stays dirty).
-        IdentityError
-            If the instrument now answers as another one.
+            If no reply came to the pairing query, even after reconnecting
+            (the connection stays dirty).
+        PairingMismatch
+            If only other replies came (e.g. corrupted ones; stays dirty).
+        OSError, pyvisa.errors.VisaIOError
+            If the reconnected session fails (the connection stays dirty).
         """
         guard = self._labnr_guard
         if not guard.dirty:
@@ -235,11 +241,11 @@ class GuardedVisaInstrument(VisaInstrument):
                 if self._pair():
                     self._clean()
                     return
-            except IdentityError:
-                raise
-            except Exception as exc:  # the session itself is broken: reconnect
+            except Exception as exc:  # a broken session, or only wrong replies: reconnect
                 log.info("%s: resync on the old connection failed: %s", self.name, exc)
-        reconnect_visa(self)
+        guard.reconnect = True
+        reconnect_visa(self)  # set_address marks it dirty again, to be paired
+        guard.reconnect = True
         if "SOCKET" not in str(self.visa_handle.resource_name).upper():
             try:  # GPIB, VXI-11, HiSLIP: clears the instrument's output queue too
                 self.device_clear()
@@ -248,10 +254,10 @@ class GuardedVisaInstrument(VisaInstrument):
         if self._pair():
             self._clean()
             return
-        guard.reconnect = True
         raise StaleConnectionError(
-            f"instrument {self.name!r} at {self.labnr_address}: no pairing *IDN? answer after "
-            "flushing and reconnecting; no reply on this connection is trusted until one comes"
+            f"instrument {self.name!r} at {self.labnr_address}: no answer to the pairing "
+            "*IDN? after flushing and reconnecting; no reply on this connection is trusted "
+            "until one comes"
         )
 
     def _clean(self) -> None:
@@ -269,44 +275,43 @@ class GuardedVisaInstrument(VisaInstrument):
             for _ in range(self.max_stale_replies):
                 try:
                     reply = handle.read()
-                except pyvisa.errors.VisaIOError:  # timeout: nothing left
-                    return
+                except pyvisa.errors.VisaIOError as exc:
+                    if exc.error_code == StatusCode.error_timeout:
+                        return  # nothing left
+                    raise
                 self._discard(reply)
         finally:
             handle.timeout = old
 
     def _pair(self) -> bool:
-        """``*IDN?`` round trip: True once the confirmed identity answers."""
+        """``*IDN?`` round trip: True once the identity confirmed on connect answers.
+
+        False if no reply came within the timeout; :class:`PairingMismatch` if
+        only other replies came; connection errors propagate.
+        """
         guard = self._labnr_guard
         handle = self.visa_handle
-        try:
-            handle.write(IDN_QUERY)
-            for _ in range(self.max_stale_replies + 1):
+        others: list[str] = []
+        handle.write(IDN_QUERY)
+        for _ in range(self.max_stale_replies + 1):
+            try:
                 reply = handle.read()
-                if reply.strip() == guard.idn_reply:
-                    return True
-                self._check_not_other(reply)
-                self._discard(reply)
-        except (pyvisa.errors.VisaIOError, OSError, pyvisa.errors.InvalidSession) as exc:
-            log.info("%s: pairing check failed: %s", self.name, exc)
-        return False
-
-    def _check_not_other(self, reply: str) -> None:
-        """Raise if ``reply`` is another instrument's ``*IDN?`` answer."""
-        text = reply.strip()
-        fields = text.split(",")
-        looks_like_idn = len(fields) == 4 and all(
-            _IDN_FIELD.fullmatch(f.strip()) for f in fields[:2]
+            except pyvisa.errors.VisaIOError as exc:
+                if exc.error_code != StatusCode.error_timeout:
+                    raise
+                if others:
+                    break
+                log.info("%s: no answer to the pairing *IDN?", self.name)
+                return False
+            if reply.strip() == guard.idn_reply:
+                return True
+            others.append(reply.strip())
+            self._discard(reply)
+        raise PairingMismatch(
+            f"instrument {self.name!r} at {self.labnr_address}: the pairing *IDN? was "
+            f"answered by {len(others)} other repl{'y' if len(others) == 1 else 'ies'} "
+            f"(last {others[-1][:80]!r}), not {guard.idn_reply!r}"
         )
-        if not looks_like_idn or text == self._labnr_guard.idn_reply:
-            return
-        where = f"instrument {self.name!r} at {self.labnr_address} (after reconnecting)"
-        try:
-            check_idn(text, where, self.identity, serial=self.expected_serial,
-                      written="writes are refused from now on")  # fmt: skip
-        except IdentityError:
-            self._labnr_guard.confirmed = False
-            raise
 
     def _discard(self, reply: str) -> None:
         self._labnr_guard.discarded += 1

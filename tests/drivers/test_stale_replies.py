@@ -99,7 +99,7 @@ def test_persistent_latency_raises_and_stays_dirty(pump: tuple[Any, str]) -> Non
     inject_fault(address, "latency", 4 * TIMEOUT)
     with pytest.raises(pyvisa.errors.VisaIOError):
         sgs.frequency()
-    with pytest.raises(StaleConnectionError, match="pump_ab.*no pairing"):
+    with pytest.raises(StaleConnectionError, match="pump_ab.*no answer to the pairing"):
         sgs.ask_raw("SOUR:POW?")
     assert sgs.connection_dirty
     inject_fault(address, "clear")
