@@ -205,6 +205,18 @@ class VNAConfig(_Model):
     points: Count = Field(default=401, ge=2, le=100001)
     span: Hz = Field(default=150e6, gt=0)
 
+    def port_limits(self, n_ports: int) -> dict[int, float]:
+        """The stimulus limit of every VNA port 1..``n_ports``, dBm (from ``max_power``).
+
+        A single ``max_power`` applies to every port; with ``{port: dBm}``,
+        ports not listed get :data:`labnr.config_ranges.DEFAULT_MAX_POWER`.
+        The session hands each to the driver (``vna.limit_power(port, dBm)``).
+        """
+        mp = self.max_power
+        if isinstance(mp, dict):
+            return {p: float(mp.get(p, ranges.DEFAULT_MAX_POWER)) for p in range(1, n_ports + 1)}
+        return dict.fromkeys(range(1, n_ports + 1), float(mp))
+
 
 class StorageConfig(_Model):
     """Where data go (relative paths are relative to the config file's folder)."""
@@ -406,7 +418,8 @@ def load_config(path: str | Path) -> Config:
     """Load and validate a labnr config file (YAML, safe loader)."""
     p = Path(path)
     if not p.is_file():
-        what = "is a folder, not a file" if p.is_dir() else "not found"
+        what = ("is a folder, not a file" if p.is_dir()
+                else "is not a regular file" if p.exists() else "not found")  # fmt: skip
         raise ConfigError(
             f"{p}: (file): config file {what}; fix: check the path (relative paths start "
             f"at {str(Path.cwd())!r})"

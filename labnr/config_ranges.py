@@ -45,6 +45,8 @@ DEFAULT_MAX_POWER = -10.0
 MIN_VNA_LINEWIDTH = 1e3
 #: Largest frequency / linewidth of any mode (a mechanical mode's record is ~1e9).
 MAX_QUALITY_FACTOR = 1e10
+#: Highest frequency of any mode, Hz (labnr's devices are microwave or mechanical).
+MAX_MODE_FREQUENCY = 1e12
 #: Longest ramp over the whole flux range the ramp rate may imply, s (one day).
 MAX_FLUX_RAMP_TIME = 86_400.0
 #: Smallest ``ramp_rate`` (A/s) and ``max_step`` (A) labnr's flux driver accepts.
@@ -143,11 +145,9 @@ def _vna_problems(cfg: Config, station: Mapping[str, Any] | None) -> list[str]:
 
 def _port_limits(cfg: Config) -> dict[int, float]:
     """``vna.max_power`` per port of every mode on the VNA, dBm."""
-    mp = cfg.vna.max_power
     ports = [m.vna_port for m in cfg.modes.values() if m.vna_port is not None]
-    if isinstance(mp, Mapping):
-        return {p: float(mp.get(p, DEFAULT_MAX_POWER)) for p in ports}
-    return {p: float(mp) for p in ports}
+    limits = cfg.vna.port_limits(max(ports, default=0))
+    return {p: limits[p] for p in ports}
 
 
 def _power_problems(cfg: Config, model: str, lim: PNALimits | None) -> list[str]:
@@ -238,6 +238,12 @@ def _mode_problems(cfg: Config) -> list[str]:
     out = []
     for name, mode in cfg.modes.items():
         lw, f, key = mode.linewidth, mode.frequency, f"modes.{name}.linewidth"
+        if f > MAX_MODE_FREQUENCY:
+            out.append(problem(
+                f"modes.{name}.frequency", f"{f:.6g} Hz is above {MAX_MODE_FREQUENCY:.0e} Hz "
+                "(1 THz)", "give the frequency in Hz or with a unit, e.g. 5.31 GHz",
+            ))  # fmt: skip
+            continue
         if lw is None:
             continue
         if lw >= f:

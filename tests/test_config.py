@@ -206,3 +206,19 @@ def test_ports_and_sources_follow_the_station(tmp_path: Path) -> None:
         load_config(_lab(tmp_path, close))
     other = {"instruments.pump_ab.type": "my_lab.drivers.LowFrequencySource"}
     assert load_config(_lab(tmp_path, close, other)).modes["b"].frequency == 5.3105e9
+
+
+def test_port_limits_for_the_session() -> None:
+    data = copy.deepcopy(yaml.safe_load(JPC.read_text()))
+    assert parse_config(data).vna.port_limits(4) == {1: -10.0, 2: -10.0, 3: -10.0, 4: -10.0}
+    data["vna"]["max_power"] = {1: "-20 dBm", 3: -40}
+    data["vna"]["power"] = "-40 dBm"
+    assert parse_config(data).vna.port_limits(4) == {1: -20.0, 2: -10.0, 3: -40.0, 4: -10.0}
+
+
+def test_mode_frequency_beyond_a_terahertz() -> None:
+    data = copy.deepcopy(yaml.safe_load(JPC.read_text()))
+    data["modes"]["c"] = {"frequency": 7.905e18}  # not on the VNA, so only the THz cap applies
+    data["target"] = {"kind": "isolator", "forward": ["a", "b"]}
+    with pytest.raises(ConfigError, match=r"modes.c.frequency: 7.905e\+18 Hz is above 1e\+12 Hz"):
+        parse_config(data)
