@@ -430,6 +430,18 @@ class GS200Emulator(SCPIInstrument):
     def _get_line_frequency(self, call: SCPICall) -> int:
         return 50
 
+    @scpi_query("SIMulation:APPLied")
+    def _get_applied(self, call: SCPICall) -> tuple[float, ...]:
+        """Tests only: max jump, max rate, max segment, max program step, effective output."""
+        self.advance_state()
+        a = self.applied
+        return a.max_jump, a.max_rate, a.max_segment, a.max_program_step, self.state.effective
+
+    @scpi_set("SIMulation:APPLied:CLEar", nargs=0)
+    def _clear_applied(self, call: SCPICall) -> None:
+        self.advance_state()
+        self.applied.clear()
+
     def _missing_monitor(self, call: SCPICall) -> None:
         raise SCPIError(-241, f"{call.header}: monitor option (/MON) not installed")
 
