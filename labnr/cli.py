@@ -179,18 +179,30 @@ def setup_logging(debug: bool = False, level: int = logging.WARNING) -> logging.
     return handler
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """A log file whose own failures (a full disk) never print a traceback on the terminal."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 def _log_file(args: argparse.Namespace) -> logging.Handler | None:
-    """``<data_dir>/labnr.log`` of the command's config (every record, tracebacks included)."""
+    """``<data_dir>/labnr.log`` of the command's config (every record, tracebacks included).
+
+    None without a config, for ``--dry-run`` (which writes nothing) or when the
+    folder cannot be written (the command then reports that itself).
+    """
     config = getattr(args, "config", None)
-    if not config:
+    if not config or getattr(args, "dry_run", False):
         return None
     try:
         from labnr.config import load_config
 
         cfg = load_config(config)
         folder = cfg.path(cfg.storage.data_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(folder / "labnr.log", delay=True, encoding="utf-8")
+        if not folder.is_dir():
+            return None
+        handler = _QuietFileHandler(folder / "labnr.log", encoding="utf-8")
     except Exception:  # noqa: BLE001 - the command reports a bad config or folder itself
         return None
     handler.setLevel(logging.DEBUG)
@@ -199,11 +211,14 @@ def _log_file(args: argparse.Namespace) -> logging.Handler | None:
     return handler
 
 
-def _safe_line() -> str:
+def _safe_line(always: bool = True) -> str:
+    """``; <what the safe state confirmed>`` (or that nothing was connected, if ``always``)."""
     from labnr.safety import last_safe_state
 
     report = last_safe_state()
-    return f"; {report.line()}" if report is not None else "; no instrument was connected"
+    if report is not None:
+        return f"; {report.line()}"
+    return "; no instrument was connected" if always else ""
 
 
 def _fail(args: argparse.Namespace, text: str, code: int, where: logging.Handler | None) -> int:
@@ -220,8 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     as Ctrl-C runs (whole points kept, pump outputs off and read back, flux
     held). Every ending is one line on stderr, never a traceback (it goes to
     ``<data_dir>/labnr.log``; ``--debug`` shows it). Exit status: 0 ok; 1 a
-    node or run failed, or an instrument could not be connected; 2 a config or
-    storage error found before connecting; 3 below target; 75
+    node or run failed, or an instrument could not be connected; 2 a config
+    error (found before connecting) or a storage error (a folder or the database
+    not writable, found before connecting; a full disk or a locked database later);
+    3 below target; 75
     (:data:`labnr.lablock.EXIT_LAB_BUSY`) another process holds the lab;
     130 Ctrl-C; 143 SIGTERM.
     """
@@ -247,12 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, str(exc), EXIT_LAB_BUSY, None)
     except StorageError as exc:
         log.debug("storage error", exc_info=True)
-        return _fail(args, f"error: {exc}", 2, None)
+        return _fail(args, f"error: {exc}{_safe_line(False)}", 2, None)
     except ValueError as exc:
         log.debug("error", exc_info=True)
         if debug:
             raise
-        return _fail(args, f"error: {exc}", 2, None)
+        return _fail(args, f"error: {exc}{_safe_line(False)}", 2, None)
     except Exception as exc:
         log.debug("error", exc_info=True)
         if debug:

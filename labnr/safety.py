@@ -297,7 +297,7 @@ def _safe_state(lab: Any) -> SafeStateReport:
     report = confirm_outputs_off(pump_instruments(lab), flux_note(lab))
     if pump is not None and problems and not report.unconfirmed and not report.confirmed:
         report.unconfirmed[pump.name] = problems[0]
-    (log.warning if report.ok else log.error)("safe state: %s", report.line())
+    (log.info if report.ok else log.error)("safe state: %s", report.line())
     return record_safe_state(report, lab)
 
 
