@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# the range checks read the driver tables (and so import qcodes) on first use: a
+# one-time cost, imported here so that it is not timed as part of a refusal
+import labnr.drivers.keysight_pna_params  # noqa: F401
 from labnr.config import ConfigError, load_config, load_yaml_bounded
 from labnr.config_yaml import MAX_ALIASES, MAX_BYTES, MAX_DEPTH, MAX_NODES, read_yaml_bounded
 from labnr.sim.spec import SpecError, load_device
