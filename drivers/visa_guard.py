@@ -147,6 +147,8 @@ class GuardedVisaInstrument(VisaInstrument):
             raise
         self._labnr_guard.idn_reply = str(fields["reply"])
         self._labnr_guard.confirmed = True
+        if self._labnr_guard.dirty:  # a lost *IDN? may still answer: reconnect and pair first
+            self._labnr_guard.reconnect = True
         #: The ``*IDN?`` fields confirmed on connect (vendor, model, serial, firmware, reply).
         self.confirmed_idn: dict[str, Any] = fields
 
@@ -235,6 +237,12 @@ class GuardedVisaInstrument(VisaInstrument):
         guard = self._labnr_guard
         if not guard.dirty:
             return
+        if guard.idn_reply is None:  # nothing confirmed to pair with yet (during connect)
+            try:
+                self._flush()
+            except Exception as exc:
+                log.info("%s: flush before the identity check failed: %s", self.name, exc)
+            return  # stays dirty: paired (after reconnecting) once confirmed
         if not guard.reconnect:
             try:
                 self._flush()

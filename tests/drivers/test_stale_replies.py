@@ -161,3 +161,37 @@ def test_malformed_reply_marks_the_connection_dirty(pump: tuple[Any, str]) -> No
 
     assert call_with_retries(sgs, "reading the power", read, reconnect=None) == -12.5
     assert seen == [False, True] and not sgs.connection_dirty
+
+
+def test_a_late_idn_reply_during_connect_is_not_taken_later(
+    virtual_lab: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PNA's first ``*IDN?`` times out and is retried; its late reply never answers ``*OPT?``.
+
+    A connection that failed before the identity was confirmed has nothing to
+    pair with yet: once confirmed, it is reconnected and paired before use.
+    """
+    address = virtual_lab.addresses["vna"]
+    original = KeysightN5242B.set_address
+    reconnections: list[str] = []
+
+    def set_address(self: Any, new: str, visalib: str | None) -> None:
+        if not reconnections:  # the retry after the first timeout: the analyzer recovers
+            inject_fault(address, "clear")
+        reconnections.append(new)
+        original(self, new, visalib)
+
+    monkeypatch.setattr(KeysightN5242B, "set_address", set_address)
+    inject_fault(address, "latency", 2.5 * TIMEOUT)
+    vna = KeysightN5242B("vna", address, **CONNECT)
+    assert vna.confirmed_idn["model"] == "N5242B"
+    assert vna.options == tuple(virtual_lab.vna.options.strip('"').split(","))
+    assert len(reconnections) >= 2  # the retry, then the pairing after confirmation
+
+
+def test_an_instrument_that_does_not_answer_is_refused(pump: tuple[Any, str]) -> None:
+    _, address = pump
+    inject_fault(address, "latency", 2.5 * TIMEOUT)
+    with pytest.raises(Exception, match=r"'pump_ab' at .* does not answer \*IDN\?.*nothing was"):
+        RohdeSchwarzSGS100A("pump_ab", address, **CONNECT)
+    assert not Instrument.instances()
