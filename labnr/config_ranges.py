@@ -207,8 +207,8 @@ def _band_problems(cfg: Config, model: str, lim: PNALimits) -> list[str]:
                 f"(1 to {lim.n_ports})", "give the VNA port the mode is wired to",
             ))  # fmt: skip
         if not low <= f <= high:
-            guess = next((f * s for s in (1e3, 1e-3, 1e6, 1e-6) if low <= f * s <= high), None)
-            hint = f"did you mean {_hz(guess)}? " if guess else ""
+            better = next((f * s for s in (1e3, 1e-3, 1e6, 1e-6) if low <= f * s <= high), None)
+            hint = f"did you mean {_hz(better)}? " if better else ""
             out.append(problem(
                 f"modes.{name}.frequency", f"{_hz(f)} is outside the {model}'s range "
                 f"{_hz(low)} to {_hz(high)}, yet the mode is read on VNA port {mode.vna_port}",
