@@ -202,7 +202,7 @@ class GuardedVisaInstrument(VisaInstrument):
             kind = "write" if write else "query"
             raise IdentityError(
                 f"instrument {self.name!r} at {self.labnr_address}: {kind} {cmd[:60]!r} refused: "
-                "its identity (*IDN?) is not confirmed; nothing was written to it"
+                "its identity (*IDN?) is not confirmed; it was not sent"
             )
         if guard.dirty:
             self.resync()

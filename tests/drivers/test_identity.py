@@ -227,8 +227,8 @@ def test_unconfirmed_identity_refuses_writes(virtual_lab: Any) -> None:
     gs = flux_on(virtual_lab)
     flux = connect_flux(virtual_lab.addresses["flux"])
     source = flux.source.instrument
-    source._labnr_guard.confirmed = False  # e.g. a pairing answered as another instrument
-    with pytest.raises(IdentityError, match="write 'OUTPUT 0' refused.*not confirmed"):
+    source._labnr_guard.confirmed = False  # as before its identity check
+    with pytest.raises(IdentityError, match="write 'OUTPUT 0' refused.*not confirmed; it was not"):
         source.off()
     with pytest.raises(IdentityError, match="query"):
         source.ask_raw(":SOUR:LEV?")
