@@ -220,20 +220,22 @@ def test_failure_result_and_bad_results_fail_the_node() -> None:
 
 
 def test_check_that_raises_counts_as_invalid() -> None:
+    # an error of the check's own logic; an instrument fault (OSError, InstrumentFault, ...)
+    # fails the node unrun instead: tests/calibrate/test_check_faults.py
     @node
     def a(ctx: CalibrationContext) -> NodeResult:
         return NodeResult({"v": 1})
 
     @a.checker
     def _(ctx: CalibrationContext) -> CheckResult:
-        raise OSError("VNA timeout")
+        raise ZeroDivisionError("no points left")
 
     ctx = make_ctx()
     graph = CalibrationGraph([a])
     graph.run(ctx)
     report = graph.run(ctx)
     assert report["a"].status == "ran"
-    assert report["a"].reason == "check: check raised OSError: VNA timeout"
+    assert report["a"].reason == "check: check raised ZeroDivisionError: no points left"
 
 
 def test_cycles_and_unknown_dependencies_are_named() -> None:
