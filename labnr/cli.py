@@ -274,7 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("error", exc_info=True)
         if debug:
             raise
-        line = describe_storage_error(exc) or f"{type(exc).__name__}: {exc}".splitlines()[0]
+        from labnr.session import InstrumentConnectError
+
+        line = describe_storage_error(exc) or (
+            str(exc) if isinstance(exc, InstrumentConnectError) else f"{type(exc).__name__}: {exc}"
+        ).splitlines()[0]
         return _fail(args, f"error: {line}{_safe_line()}", 1, log_file)
     finally:
         for h in handlers:

@@ -551,8 +551,8 @@ def _abandon(cfg: Config, station: qc.Station, started: _Startup, lab: Any,
             if started.pump_sources:
                 report = confirm_outputs_off(list(started.pump_sources.values()), when="start")
                 record_safe_state(report)
-                (log.warning if report.ok else log.error)("%s: failed start: %s", cfg.name,
-                                                          report.line())  # fmt: skip
+                (log.info if report.ok else log.error)("%s: failed start: %s", cfg.name,
+                                                       report.line())  # fmt: skip
             _close_components(station)
     finally:
         if lab is not None:

@@ -128,3 +128,38 @@ def test_storage_failure_during_a_run_is_one_line(
         assert f"{target}: no space left on the device" in lines[0]
     else:
         assert f"database {tmp_path / 'labnr.db'}: locked by another program" in lines[0]
+
+
+def test_a_dead_vna_still_leaves_the_pumps_confirmed_off(
+    served: tuple[VirtualLab, Path, Wire], tmp_path: Path
+) -> None:
+    """Pumps left on by a crashed run are switched off first, though the VNA never answers."""
+    lab, config, wire = served
+    for source in lab.sources.values():
+        source.state.output = True  # as a killed run left them
+    lab.servers.pop("vna").stop()  # the analyser is dead
+    proc = _calibrate(config, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "'vna'" in lines[0] and "cannot connect" in lines[0]
+    assert "pump outputs confirmed off (read back): pump_ab, pump_bc, pump_ca" in lines[0]
+    assert not any(s.state.output for s in lab.sources.values())
+    to_flux = [bytes(m).decode() for name, m in wire.seen if name == "flux"]
+    assert to_flux and all(part.strip().endswith("?") for m in to_flux for part in m.split(";")), \
+        to_flux  # the flux source was only read
+
+
+def test_dry_run_connects_nothing_and_writes_nothing(
+    served: tuple[VirtualLab, Path, Wire], tmp_path: Path
+) -> None:
+    lab, config, wire = served
+    for source in lab.sources.values():
+        source.state.output = True  # even so: a dry run sends nothing, not even "off"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = subprocess.run([sys.executable, "-m", "labnr", "calibrate", str(config), "--dry-run"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "would run" in proc.stdout and "nothing was connected" in proc.stderr
+    assert wire.seen == []  # no instrument was even connected
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no database, no state file
