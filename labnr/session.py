@@ -50,6 +50,7 @@ import yaml
 from qcodes.instrument import Instrument, VisaInstrument
 
 from labnr.config import Config, StorageConfig, load_config, load_yaml_bounded
+from labnr.drivers.identity import confirm_loaded
 from labnr.lablock import (
     LabBusy,
     LabLock,
@@ -353,7 +354,8 @@ class InstrumentConnectError(RuntimeError):
     """An instrument of the station could not be connected (one line: name, type, address)."""
 
 
-def _load(station: qc.Station, name: str | None, **overrides: Any) -> Any:
+def _load(station: qc.Station, name: str | None, role: str, **overrides: Any) -> Any:
+    """Connect station instrument ``name`` and confirm its identity for ``role``."""
     if name is None:
         return None
     entries = station.config["instruments"]
@@ -370,14 +372,25 @@ def _load(station: qc.Station, name: str | None, **overrides: Any) -> Any:
             f"station instrument {name!r} ({entry.get('type')}) at {entry.get('address')}: "
             f"cannot connect: {type(exc).__name__}{': ' + cause if cause else ''}"
         ) from exc
-    # ---- identity check: the single call site (labnr.drivers.identity), before any write
-    _confirm_identity(inst, name, entries[name])
+    # ---- identity check: the single call site, right after connecting, before any write
+    # (a mismatch closes the instrument and raises IdentityError, one line)
+    init = entries[name].get("init") or {}
+    serial = entries[name].get("serial", init.get("serial"))
+    try:
+        confirm_loaded(inst, role, serial=None if serial is None else str(serial))
+    except BaseException:
+        if name in station.components:
+            station.remove_component(name)
+        raise
     return inst
 
 
-def _confirm_identity(inst: Any, role: str, entry: dict[str, Any]) -> None:
-    """Refuse an instrument whose ``*IDN?`` does not match its station type (no write before)."""
-    return None
+def _roles(config: Config) -> dict[str, str]:
+    """The identity role of each pump instrument (labnr.drivers.identity)."""
+    p = config.pumps
+    if p.backend == "cw":
+        return {name: "pump source" for name in _pump_instruments(config)}
+    return {p.awg: "awg", **{m.lo: "lo" for m in p.mixers.values()}}  # type: ignore[dict-item]
 
 
 class _Startup:
@@ -393,9 +406,9 @@ def _pumps_off_first(config: Config, station: qc.Station, started: _Startup) -> 
     report = SafeStateReport(when="start")
     errors: list[str] = []
     with deferred_interrupts("switching the pump outputs off at start"):
-        for name in dict.fromkeys(_pump_instruments(config)):
+        for name, role in _roles(config).items():
             try:
-                inst = _load(station, name)
+                inst = _load(station, name, role)
             except Exception as exc:  # noqa: BLE001 - the others are switched off all the same
                 report.unconfirmed[name] = f"not connected: {type(exc).__name__}"
                 errors.append(str(exc))
@@ -434,9 +447,10 @@ def _build(config: Config, station: qc.Station, started: _Startup) -> LabSession
     flux = None
     if config.instruments.flux is not None:
         init = station.config["instruments"][config.instruments.flux].get("init") or {}
-        flux = _load(station, config.instruments.flux, **_flux_overrides(config, init))
+        flux = _load(station, config.instruments.flux, "flux source",
+                     **_flux_overrides(config, init))  # fmt: skip
     flux_read = None if flux is None else _read_flux(flux)
-    vna = _load(station, config.instruments.vna)
+    vna = _load(station, config.instruments.vna, "vna")
     pump = None
     if config.pumps.tones:
         pump = build_pump("pump", pump_config(config, started.pump_sources),
@@ -454,7 +468,7 @@ def _addresses(config: Config) -> list[str]:
         return []
     try:
         entries = _station_entries(config, None)
-    except (OSError, yaml.YAMLError):
+    except Exception:  # noqa: BLE001 - a bad station file is reported when it is loaded
         return []
     names = [config.instruments.vna, config.instruments.flux, *_pump_instruments(config)]
     return [str(entries[n]["address"]) for n in names if n in entries and entries[n].get("address")]

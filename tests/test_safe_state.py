@@ -195,3 +195,35 @@ def test_lock_cuts_the_pumps_on_instability(lab: LabSession, monkeypatch) -> Non
     assert calls["armed"] and [e.event for e in log.events()].count("instability") == 1
     assert not any(s.state.output for s in vl.sources.values())  # cut by the lock itself
     assert np.isfinite(summary["duration_s"])
+
+
+def test_start_switches_crashed_run_pumps_off_and_refuses_a_wrong_instrument(
+    tmp_path: Path,
+) -> None:
+    """pump_ab's address points at the GS200: refused by *IDN? before any write (the flux
+    keeps its level and output); the other pumps, left on by a crashed run, are confirmed off."""
+    vl = VirtualLab("jpc_circulator", seed=1).start()
+    try:
+        station = vl.write_station_yaml(tmp_path / "station.yaml")
+        entries = yaml.safe_load(station.read_text())
+        entries["instruments"]["pump_ab"]["address"] = vl.addresses["flux"]
+        station.write_text(yaml.safe_dump(entries))
+        config = _external_config(tmp_path, station)
+        flux = vl.flux_source.state
+        flux.output, flux.level = True, 136e-6  # as the last run left it (CURR mode)
+        for source in vl.sources.values():
+            source.state.output = True
+        proc = subprocess.run(
+            [sys.executable, "-m", "labnr", "calibrate", str(config)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 1, proc.stderr
+        err = proc.stderr.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "pump_ab: NOT confirmed" in err[0] and "*IDN?" in err[0]
+        assert "confirmed off (read back): pump_bc, pump_ca" in err[0]
+        assert not vl.sources["pump_bc"].state.output and not vl.sources["pump_ca"].state.output
+        assert flux.output and flux.level == pytest.approx(136e-6)  # nothing written to it
+        assert flux_moves(vl, 100e-6) == []
+    finally:
+        vl.stop()
