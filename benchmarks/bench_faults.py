@@ -394,7 +394,7 @@ def _classify(cell: Cell, unsafe: list[str]) -> None:
 #: Message number (of the VNA emulator, counted from the arm) that arms the fault.
 SWEEP_AFTER = 600  # inside the third point (~240 VNA messages per point)
 CALIBRATE_AFTER = 500  # mid-calibration (a cold-start calibration sends ~990)
-FLUX_AFTER = 100  # GS200 messages: inside a ramp of the flux sweep
+FLUX_AFTER = 150  # GS200 messages: inside the third point's ramp (~60 per verified ramp)
 
 
 def run_cell(phase: str, kind: str, severity: str, lock_duration: float) -> Cell:
