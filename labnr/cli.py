@@ -254,7 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logging.getLogger("labnr.cli")
     try:
         with sigterm_as_interrupt():
-            return int(args.func(args))
+            code = int(args.func(args))
+        if _safe_line(False):  # a lab was opened: say what its close confirmed
+            print(f"labnr {args.command}: lab closed{_safe_line()}", file=sys.stderr, flush=True)
+        return code
     except KeyboardInterrupt as exc:
         log.debug("interrupted", exc_info=True)
         code = interrupt_exit_code(exc)

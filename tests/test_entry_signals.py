@@ -134,3 +134,28 @@ def test_lock_excludes_calibrate_and_stops_on_sigterm(
     assert f"PID {proc.pid}" in other.stderr and "labnr lock" in other.stderr
     assert proc.poll() is None  # the holder goes on
     assert_stopped_safely(lab, proc, signal.SIGTERM)
+
+
+def test_sigterm_while_connecting_a_frozen_vna(
+    served: tuple[VirtualLab, Path], tmp_path: Path
+) -> None:
+    """Pumps a crashed run left on are off before the VNA is tried; SIGTERM while the VNA
+    hangs exits 143 with them confirmed off."""
+    lab, config = served
+    for source in lab.sources.values():
+        source.state.output = True
+    lab.vna.faults.freeze()  # answers nothing until cleared
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "labnr", "calibrate", str(config)],
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while pumps_on(lab):  # switched off first, the VNA not even asked yet
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the pumps were not switched off at start"
+            time.sleep(0.02)
+        time.sleep(1.0)  # now waiting on the frozen analyser
+        assert proc.poll() is None
+        assert_stopped_safely(lab, proc, signal.SIGTERM)
+    finally:
+        lab.vna.faults.clear()
