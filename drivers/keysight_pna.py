@@ -55,8 +55,7 @@ error raises :class:`PNAError` with the analyzer's own text.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -72,20 +71,13 @@ from .keysight_pna_channel import (
     PointReader,
     PreparedChannel,
     Stimulus,
-    acquire,
-    prepare,
-    read_stimulus,
-    sweep_timeout_seconds,
 )
 from .keysight_pna_checks import PNAValidationMixin
-from .keysight_pna_params import (
-    PNA_IF_BANDWIDTHS,
-    PNALimits,
-    PNAParameterMixin,
-    PNAPort,
-    channel_catalog,
-)
-from .resilience import call_with_retries, require_finite
+from .keysight_pna_limits import PNA_IF_BANDWIDTHS, PNA_MODEL_LIMITS, PNALimits, limit_arguments
+from .keysight_pna_params import PNAParameterMixin, PNAPort
+from .keysight_pna_points import PNAPointMixin
+from .keysight_pna_transport import PNATransportMixin
+from .resilience import call_with_retries
 from .visa_guard import GuardedVisaInstrument
 
 if TYPE_CHECKING:
@@ -106,12 +98,17 @@ __all__ = [
 PYVISA_SIM_FILE = "labnr.drivers:sims/keysight_pna.yaml"
 
 
-class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, GuardedVisaInstrument):
+class KeysightPNAXBase(
+    PNAPointMixin, PNATransportMixin, PNAParameterMixin, PNAValidationMixin, GuardedVisaInstrument
+):
     """Keysight PNA / PNA-X family; model limits are constructor arguments.
 
     On connect the analyzer must answer ``*IDN?`` as :attr:`identity` (here
     any Keysight/Agilent N52xx or P50xx; each model class narrows it to its
     model) before anything is written; see :mod:`labnr.drivers.visa_guard`.
+    The parts live in mixins: point reads (:mod:`.keysight_pna_points`),
+    transport and channel cache (:mod:`.keysight_pna_transport`), parameters
+    and ports (:mod:`.keysight_pna_params`), checks (:mod:`.keysight_pna_checks`).
 
     Parameters
     ----------
@@ -196,23 +193,6 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, GuardedVisaInstrum
         self.metadata.setdefault("limits", self.limits.__dict__ | {"options": self.options})
         self.log.info("connected: %s, options %s", self.get_idn(), self.options)
 
-    # ------------------------------------------------------------------ setup
-
-    def _read_options(self) -> tuple[str, ...]:
-        reply = self.ask_raw("*OPT?").strip().strip('"')
-        return tuple(o.strip() for o in reply.split(",") if o.strip())
-
-    def _initialize(self) -> None:
-        """Binary transfer format, sweep channel present, port powers uncoupled."""
-        chan = self.sweep_channel
-        cmds = ["FORM REAL,64", "FORM:BORD SWAP", "TRIG:SOUR IMM"]
-        if not channel_catalog(self, chan):  # a channel exists only with a measurement
-            cmds.append(f"CALC{chan}:PAR:DEF:EXT 'labnr_c{chan}_S11','S11'")
-        cmds.append(f"SOUR{chan}:POW:COUP OFF")
-        for cmd in cmds:
-            self.write_raw(cmd)
-        self.check_errors("initialising the driver")
-
     def _add_port_parameters(self) -> ChannelTuple[PNAPort]:
         ports = ChannelList(self, "ports", PNAPort)
         for p in range(1, self.limits.n_ports + 1):
@@ -221,70 +201,10 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, GuardedVisaInstrum
             self.add_submodule(f"port{p}", port)
         return self.add_submodule("ports", ports.to_channel_tuple())
 
-    # --------------------------------------------------------------- transport
-
-    def ask_block(self, cmd: str) -> npt.NDArray[np.float64]:
-        """Query a ``REAL,64`` little-endian binary block (``FORM:BORD SWAP``).
-
-        Parameters
-        ----------
-        cmd : str
-            The query.
-
-        Returns
-        -------
-        numpy.ndarray
-            Float64 values (read-only view of the received bytes).
-        """
-        self.visa_log.debug("Querying block: %s", cmd)
-        with self.exchange(cmd, write=False):  # identity confirmed, no stale reply
-            return self.visa_handle.query_binary_values(
-                cmd, datatype="d", is_big_endian=False, container=np.array
-            )
-
-    @contextmanager
-    def sweep_timeout(self, duration: float) -> Iterator[None]:
-        """Raise the visa timeout by 1.5 x ``duration`` (s) for the enclosed exchange."""
-        handle = self.visa_handle
-        old = handle.timeout
-        base = None if old is None else old / 1000.0
-        handle.timeout = sweep_timeout_seconds(base, duration) * 1000.0
-        try:
-            yield
-        finally:
-            handle.timeout = old
-
     def ask_raw(self, cmd: str) -> str:
         """A query, retried on transient faults (:mod:`labnr.drivers.resilience`)."""
         base = super().ask_raw
         return call_with_retries(self, f"query {cmd!r}", lambda: base(cmd))
-
-    def _write_checked(self, cmd: str) -> None:
-        """Write an absolute setting and check the error queue (retried as one operation)."""
-
-        def once() -> None:
-            self.write_raw(cmd)
-            self.check_errors(repr(cmd))
-
-        call_with_retries(self, f"setting {cmd!r}", once)
-
-    def _acquire(self, chan: int, config: ChannelConfig) -> tuple[PreparedChannel, Any]:
-        """Configure (if needed) and acquire ``chan``: one complete acquisition, retried."""
-
-        def once() -> tuple[PreparedChannel, Any]:
-            prep = self._prepared_for(chan, config)
-            return prep, acquire(self, prep)
-
-        what = f"acquisition on channel {chan} ({', '.join(f'S{o}{i}' for o, i in config.params)})"
-        return call_with_retries(
-            self, what, once, check=lambda r: require_finite(r[1], what),
-            on_retry=lambda kind: self._prepared.pop(chan, None),
-        )  # fmt: skip
-
-    def _set_sweep_setting(self, cmd: str) -> None:
-        """Write a sweep-channel setting, check errors, drop the sweep channel's cache."""
-        self._prepared.pop(self.sweep_channel, None)
-        self._write_checked(cmd)
 
     def invalidate_cache(self) -> None:
         """Forget configured channels and cached parameter values.
@@ -307,20 +227,6 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, GuardedVisaInstrum
         self._initialize()
 
     # ------------------------------------------------------------- acquisition
-
-    def _prepared_for(self, chan: int, config: ChannelConfig) -> PreparedChannel:
-        prep = self._prepared.get(chan)
-        if prep is None or prep.config != config:
-            self._prepared.pop(chan, None)
-            prep = prepare(self, chan, config)
-            self._prepared[chan] = prep
-        return prep
-
-    def _sweep_axis(self) -> npt.NDArray[np.float64]:
-        prep = self._prepared.get(self.sweep_channel)
-        if prep is not None:
-            return prep.stimulus.copy()
-        return read_stimulus(self, self.sweep_channel)
 
     def sweep(
         self, params: Sequence[tuple[int, int]]
@@ -487,90 +393,6 @@ class KeysightPNAXBase(PNAParameterMixin, PNAValidationMixin, GuardedVisaInstrum
         prep, data = self._acquire(self.offset_channel, config)
         return OffsetTransmission(prep.stimulus.copy(), prep.receiver.copy(), data[:, 0])
 
-    def point_reader(
-        self,
-        params: Sequence[tuple[int, int]],
-        frequency: float,
-        offset: float = 0.0,
-        multiplier: float = 1.0,
-        divisor: float = 1.0,
-        *,
-        points: int = 1,
-        if_bandwidth: float | None = None,
-        power: float | None = None,
-    ) -> PointReader:
-        """A :class:`PointReader` for CW reads of ``params`` at ``frequency``.
-
-        Parameters
-        ----------
-        params : sequence of (int, int)
-            (out_port, in_port) pairs read together (one channel, one trigger).
-        frequency : float
-            Stimulus (CW) frequency, Hz.
-        offset, multiplier, divisor : float
-            Receivers at ``frequency * multiplier / divisor + offset`` (frequency
-            offset, option 080, unless the identity); applies to every pair.
-        points : int
-            CW readings per acquisition (averaged by :meth:`PointReader.read`).
-        if_bandwidth : float, optional
-            Hz; default: the sweep channel's ``if_bandwidth`` now.
-        power : float, optional
-            Source power of every driven port, dBm; default: their ``power`` now.
-
-        Returns
-        -------
-        PointReader
-            Validated, nothing sent yet. Averaging follows ``averaging``/``averages``.
-        """
-        checked = self._check_params(params)
-        f = self._check_frequency("frequency", frequency)
-        points = self._check_int("points", points, 1, self.limits.max_points)
-        fom = self._check_offset((f,), offset, multiplier, divisor)
-        ifbw, powers, averages = self._inherited({i for _, i in checked}, if_bandwidth, power)
-        config = ChannelConfig(checked, Stimulus("CW", f, f, points), fom, ifbw, powers, averages)
-        return PointReader(self, config)
-
-    def point(
-        self,
-        params: Sequence[tuple[int, int]],
-        frequency: float,
-        offset: float = 0.0,
-        multiplier: float = 1.0,
-        divisor: float = 1.0,
-        *,
-        points: int = 1,
-        if_bandwidth: float | None = None,
-        power: float | None = None,
-    ) -> npt.NDArray[np.complex128]:
-        """Complex S-parameters at one frequency, for feedback loops.
-
-        Same arguments as :meth:`point_reader`. Each distinct configuration
-        gets its own point channel (least recently used reassigned first), so
-        alternating between e.g. a forward and a reverse read costs no setup:
-        a repeated call sends only ``INIT<c>;*OPC?;:SYST:ERR?`` and one
-        ``SDATA`` query per parameter.
-
-        Returns
-        -------
-        numpy.ndarray
-            Complex, shape (len(params),), averaged over ``points`` readings.
-        """
-        return self.point_reader(
-            params, frequency, offset, multiplier, divisor,
-            points=points, if_bandwidth=if_bandwidth, power=power,
-        ).read()  # fmt: skip
-
-    def _read_points(self, config: ChannelConfig) -> npt.NDArray[np.complex128]:
-        chan = self._point_lru.get(config)
-        if chan is not None:
-            self._point_lru.move_to_end(config)
-        else:
-            used = set(self._point_lru.values())
-            free = [c for c in self.point_channels if c not in used]
-            chan = free[0] if free else self._point_lru.popitem(last=False)[1]
-            self._point_lru[config] = chan
-        return self._acquire(chan, config)[1]
-
 
 class KeysightN5242B(KeysightPNAXBase):
     """Keysight PNA-X N5242B: 4 ports, 10 MHz - 26.5 GHz.
@@ -597,8 +419,7 @@ class KeysightN5242B(KeysightPNAXBase):
     )
 
     def __init__(self, name: str, address: str | None = None, **kwargs: Any) -> None:
-        limits = {"min_frequency": 10e6, "max_frequency": 26.5e9, "n_ports": 4,
-                  "min_power": -90.0, "max_power": 20.0}  # fmt: skip
+        limits = limit_arguments(PNA_MODEL_LIMITS["KeysightN5242B"])  # the table labnr.config uses
         super().__init__(name, address, **(limits | kwargs))
 
 
@@ -622,6 +443,5 @@ class KeysightN5222B(KeysightPNAXBase):
     )
 
     def __init__(self, name: str, address: str | None = None, **kwargs: Any) -> None:
-        limits = {"min_frequency": 10e6, "max_frequency": 26.5e9, "n_ports": 4,
-                  "min_power": -95.0, "max_power": 13.0}  # fmt: skip
+        limits = limit_arguments(PNA_MODEL_LIMITS["KeysightN5222B"])  # the table labnr.config uses
         super().__init__(name, address, **(limits | kwargs))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -32,7 +33,7 @@ from .parsing import (
 )
 
 if TYPE_CHECKING:
-    from .keysight_pna import KeysightPNAXBase
+    from .keysight_pna_transport import PNATransportMixin
 
 __all__ = [
     "ChannelConfig",
@@ -66,7 +67,7 @@ class PNATransport(Protocol):
 
     def check_errors(self, context: str, first_reply: str | None = None) -> None: ...
 
-    def sweep_timeout(self, duration: float) -> _TimeoutScope: ...
+    def sweep_timeout(self, duration: float) -> AbstractContextManager[object]: ...
 
 
 def read_stimulus(pna: PNATransport, chan: int) -> npt.NDArray[np.float64]:
@@ -82,12 +83,6 @@ def read_stimulus(pna: PNATransport, chan: int) -> npt.NDArray[np.float64]:
     if values.size != points or not np.all(np.isfinite(values)):
         raise ReplyError(cmd, f"{values.size} finite values expected {points}", values[:8])
     return values
-
-
-class _TimeoutScope(Protocol):
-    def __enter__(self) -> object: ...
-
-    def __exit__(self, *exc: object) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -260,10 +255,11 @@ def _measurement_commands(
     """
     existing = channel_catalog(pna, chan)
     by_param: dict[tuple[int, int], str] = {}
-    for name, param in existing:
+    for known, param in existing:
         if param is not None:
-            by_param.setdefault(param, name)
-    names, define = [], []
+            by_param.setdefault(param, known)
+    names: list[str] = []
+    define: list[str] = []
     for param in config.params:
         name = by_param.get(param)
         if name is None:
@@ -447,7 +443,7 @@ class PointReader:
         The channel configuration (cache key).
     """
 
-    def __init__(self, instrument: KeysightPNAXBase, config: ChannelConfig) -> None:
+    def __init__(self, instrument: PNATransportMixin, config: ChannelConfig) -> None:
         self._instrument = instrument
         self.config = config
 

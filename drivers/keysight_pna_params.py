@@ -1,7 +1,9 @@
 """Parameters, validators, port channels and reply parsers of the Keysight PNA-X driver.
 
 Used by :mod:`labnr.drivers.keysight_pna`; nothing here talks to an instrument
-except through the instrument object it belongs to.
+except through the instrument object it belongs to. The model limits
+(:class:`PNALimits`, :data:`PNA_MODEL_LIMITS`, :data:`PNA_IF_BANDWIDTHS`) live in
+:mod:`labnr.drivers.keysight_pna_limits` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from qcodes import validators as vals
 from qcodes.instrument import InstrumentChannel
 from qcodes.parameters import Parameter, ParameterWithSetpoints, create_on_off_val_mapping
 
+from .keysight_pna_limits import PNA_IF_BANDWIDTHS, PNA_MODEL_LIMITS, PNALimits
 from .keysight_pna_power import PortPowerRange, limit_port_power
 from .parsing import ReplyError, parse_error, parse_int, parse_number
 
@@ -43,70 +45,7 @@ __all__ = [
     "sparameter_label",
 ]
 
-#: IF bandwidths of the PNA family, Hz (PNA help, "IF Bandwidth"; 1 Hz to 15 MHz).
-PNA_IF_BANDWIDTHS: tuple[float, ...] = (
-    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
-    1e3, 1.5e3, 2e3, 3e3, 5e3, 7e3, 10e3, 15e3, 20e3, 30e3, 50e3, 70e3,
-    100e3, 150e3, 200e3, 280e3, 360e3, 600e3, 1e6, 1.5e6, 2e6, 3e6, 5e6,
-    7e6, 10e6, 15e6,
-)  # fmt: skip
-
 _SPARAM_RE = re.compile(r"^S(\d)(\d)$|^S(\d{1,3})_(\d{1,3})$", re.IGNORECASE | re.ASCII)
-
-
-@dataclass(frozen=True)
-class PNALimits:
-    """Hardware limits of one analyzer model (the constructor arguments of the base class).
-
-    Attributes
-    ----------
-    min_frequency, max_frequency : float
-        Stimulus and receiver frequency range, Hz.
-    n_ports : int
-        Number of test ports.
-    min_power, max_power : float
-        Settable source power per port, dBm.
-    max_points : int
-        Maximum number of points per sweep.
-    if_bandwidths : tuple of float
-        Valid IF bandwidths, Hz.
-    max_averages : int
-        Maximum averaging factor.
-    """
-
-    min_frequency: float
-    max_frequency: float
-    n_ports: int
-    min_power: float
-    max_power: float
-    max_points: int = 100_001
-    if_bandwidths: tuple[float, ...] = PNA_IF_BANDWIDTHS
-    max_averages: int = 65_536
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_frequency < self.max_frequency:
-            raise ValueError(
-                f"PNALimits: frequency range [{self.min_frequency!r}, {self.max_frequency!r}] Hz "
-                "must satisfy 0 < min_frequency < max_frequency"
-            )
-        if self.n_ports < 1 or self.max_points < 1 or self.max_averages < 1:
-            raise ValueError(
-                f"PNALimits: n_ports={self.n_ports!r}, max_points={self.max_points!r} and "
-                f"max_averages={self.max_averages!r} must all be >= 1"
-            )
-        if not self.min_power < self.max_power or not self.if_bandwidths:
-            raise ValueError(
-                f"PNALimits: power range [{self.min_power!r}, {self.max_power!r}] dBm must be "
-                "increasing and if_bandwidths must not be empty"
-            )
-
-
-#: Data-sheet limits of the models with a thin subclass, by class name (the power
-#: ranges assume the source attenuators); labnr.config checks configs against them.
-PNA_MODEL_LIMITS: dict[str, PNALimits] = {
-    "KeysightN5242B": PNALimits(10e6, 26.5e9, 4, -90.0, 20.0),
-    "KeysightN5222B": PNALimits(10e6, 26.5e9, 4, -95.0, 13.0),
-}
 
 
 def describe_instrument(instrument: Any) -> str:
@@ -235,6 +174,7 @@ class FrequencyAxis(Parameter):
 
     def get_raw(self) -> npt.NDArray[np.float64]:
         """Frequency axis, Hz, shape (points,)."""
+        # qcodes types it InstrumentBase | None; it is always the analyzer here
         instrument: KeysightPNAXBase = self.instrument  # type: ignore[assignment]
         return instrument._sweep_axis()
 
@@ -259,6 +199,7 @@ class SParameterTrace(ParameterWithSetpoints):
 
     def get_raw(self) -> npt.NDArray[np.complex128]:
         """Sweep once with only this S-parameter defined and return it, shape (points,)."""
+        # qcodes types it InstrumentBase | None; it is always the analyzer here
         instrument: KeysightPNAXBase = self.instrument  # type: ignore[assignment]
         _, data = instrument.sweep([(self.out_port, self.in_port)])
         return data[:, 0]
@@ -331,6 +272,8 @@ class PNAParameterMixin:
     write_raw: Callable[[str], None]
     _set_sweep_setting: Callable[[str], None]
     check_errors: Callable[..., None]
+    parameters: dict[str, Any]
+    ports: Sequence[PNAPort]
 
     def _add_frequency_parameters(self) -> None:
         lim, c = self.limits, self.sweep_channel
@@ -388,12 +331,12 @@ class PNAParameterMixin:
             self._set_sweep_setting(f"{header} {format_value(value)}")
             for other in linked:  # the analyzer keeps start <= stop: all four may change
                 if other != name:
-                    self.parameters[other].cache.invalidate()  # type: ignore[attr-defined]
+                    self.parameters[other].cache.invalidate()
 
         return set_frequency
 
     def _points_now(self) -> int:
-        return int(self.parameters["points"].cache.get())  # type: ignore[attr-defined]
+        return int(self.parameters["points"].cache.get())
 
     def _add_receiver_parameters(self) -> None:
         lim, c = self.limits, self.sweep_channel
@@ -465,7 +408,7 @@ class PNAParameterMixin:
 
     def _set_electrical_delay(self, seconds: float) -> None:
         c = self.sweep_channel
-        for name, _ in channel_catalog(self, c):  # type: ignore[arg-type]
+        for name, _ in channel_catalog(self, c):
             self.write_raw(f"CALC{c}:PAR:SEL '{name}'")
             self.write_raw(f"CALC{c}:CORR:EDEL {format_value(seconds)}")
         self.check_errors(f"setting the electrical delay of channel {c} to {seconds!r} s")
@@ -473,7 +416,7 @@ class PNAParameterMixin:
 
     def _add_trace_parameters(self) -> None:
         n = self.limits.n_ports
-        frequency = self.parameters["frequency"]  # type: ignore[attr-defined]
+        frequency = self.parameters["frequency"]
         for out_port in range(1, n + 1):
             for in_port in range(1, n + 1):
                 label = sparameter_label(out_port, in_port)
@@ -497,7 +440,7 @@ class PNAParameterMixin:
         a present power above it is lowered to it. Returns the port's power
         read back, dBm. See :mod:`labnr.drivers.keysight_pna_power`.
         """
-        ports: Sequence[PNAPort] = self.ports  # type: ignore[attr-defined]
+        ports = self.ports
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= len(ports):
             raise ValueError(f"{describe_instrument(self)}: limit_power: port {port!r} is not "
                              f"one of 1..{len(ports)}")  # fmt: skip
@@ -515,4 +458,4 @@ class PNAParameterMixin:
         -------
         SParameterTrace
         """
-        return self.parameters[sparameter_label(out_port, in_port)]  # type: ignore[attr-defined]
+        return self.parameters[sparameter_label(out_port, in_port)]
