@@ -200,8 +200,7 @@ def _log_file(args: argparse.Namespace) -> logging.Handler | None:
 
         cfg = load_config(config)
         folder = cfg.path(cfg.storage.data_dir)
-        if not folder.is_dir():
-            return None
+        folder.mkdir(parents=True, exist_ok=True)  # as the session's storage check would
         handler = _QuietFileHandler(folder / "labnr.log", encoding="utf-8")
     except Exception:  # noqa: BLE001 - the command reports a bad config or folder itself
         return None

@@ -373,46 +373,66 @@ def sigterm_as_interrupt() -> Iterator[None]:
         guard.restore()
 
 
-@contextmanager
-def deferred_interrupts(what: str) -> Iterator[None]:
-    """Hold a first SIGINT/SIGTERM until the block has finished, then raise it.
+class InterruptHold:
+    """Hold a first SIGINT/SIGTERM from :meth:`start` to :meth:`stop`, then raise it.
 
     A second signal raises at once (a stuck instrument can always be left).
     A SIGTERM while an earlier one's cleanup runs is ignored. Main thread only;
-    an ignored SIGINT (``SIG_IGN``) stays ignored.
+    an ignored SIGINT (``SIG_IGN``) stays ignored. As a context manager the
+    held signal is raised at the end of the block (unless the block raised).
     """
-    if not _in_main_thread():
-        yield
-        return
-    got: list[int] = []
 
-    def handler(signum: int, frame: Any) -> None:
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.pending: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGTERM and _STATE["terminating"]:
-            log.warning("SIGTERM again: still %s", what)
+            log.warning("SIGTERM again: still %s", self.what)
             return
-        if got:
+        if self.pending is not None:
             raise Terminated("SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt
-        got.append(signum)
+        self.pending = signum
         name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
-        log.warning("%s: finishing %s first (again to stop now)", name, what)
+        log.warning("%s: finishing %s first (again to stop now)", name, self.what)
 
-    old: dict[int, Any] = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) is not signal.SIG_IGN:
-                old[sig] = signal.signal(sig, handler)
-    except ValueError:  # pragma: no cover - not the main thread after all
-        pass
-    try:
-        yield
-    finally:
+    def start(self) -> InterruptHold:
+        """Install the holding handlers (main thread only); returns self."""
+        if self._old or not _in_main_thread():
+            return self
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handler)
+        except ValueError:  # pragma: no cover - not the main thread after all
+            pass
+        return self
+
+    def stop(self, raise_pending: bool = True) -> None:
+        """Restore the handlers; raise the held signal (if any and ``raise_pending``)."""
+        old, self._old = self._old, {}
         for sig, h in old.items():
             signal.signal(sig, h)
-    if got:
-        if got[0] == signal.SIGTERM:
+        pending, self.pending = self.pending, None
+        if pending is None or not raise_pending:
+            return
+        if pending == signal.SIGTERM:
             _STATE["terminating"] = True
             raise Terminated("SIGTERM")
         raise KeyboardInterrupt
+
+    def __enter__(self) -> InterruptHold:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        self.stop(raise_pending=exc_type is None)
+
+
+def deferred_interrupts(what: str) -> InterruptHold:
+    """``with deferred_interrupts("switching the pumps off"): ...`` (see :class:`InterruptHold`)."""
+    return InterruptHold(what)
 
 
 _EXIT_HOOK: dict[str, Any] = {}

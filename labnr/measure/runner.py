@@ -50,7 +50,7 @@ from labnr.measure.dataset import (
     new_measurement,
 )
 from labnr.measure.progress import FinishPoint, progress_bar
-from labnr.safety import Terminated
+from labnr.safety import InterruptHold, Terminated
 from labnr.safety import safe_state as lab_safe_state
 
 __all__ = [
@@ -206,8 +206,9 @@ def run_sweep(
     # an exception is held until the QCoDeS run has closed normally (the dataset is
     # completed either way; QCoDeS would otherwise log its traceback to stderr)
     pending: BaseException | None = None
+    hold = InterruptHold("starting the run")  # SIGINT/SIGTERM wait until the run is open
     try:
-        with meas.run() as saver:
+        with hold.start(), meas.run() as saver:
             try:
                 ds = saver.dataset
                 for key, value in metadata(session, kind, knobs, meta).items():
@@ -216,6 +217,7 @@ def run_sweep(
                     ds.add_metadata(EXPORT_KEY, "pending")
                 status = outcome = "interrupted"
                 try:
+                    hold.stop()  # a signal held while the run started is raised here
                     loop.run(saver, grid, progress)
                     status = outcome = "completed"
                 except KeyboardInterrupt as exc:

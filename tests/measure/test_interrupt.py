@@ -138,3 +138,27 @@ def test_an_exception_mid_point_keeps_whole_points_and_leaves_the_lab_safe(
     md = last_run().metadata
     assert md["labnr_outcome"] == "stopped: RuntimeError: analyzer fell over"
     assert md["labnr_points_planned"] == 3
+
+
+def test_sigterm_while_the_run_is_created_still_completes_and_marks_it(
+    operating: LabSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's SIGTERM handling is live in a plain script (no CLI); a SIGTERM that
+    lands while QCoDeS creates the run waits until the run is open, then stops it."""
+    from qcodes.dataset.measurements import Runner
+
+    from labnr.safety import Terminated
+
+    s = operating
+    enter = Runner.__enter__
+
+    def sigterm_inside(self):  # noqa: ANN001, ANN202
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered while the run is being created
+        return enter(self)
+
+    monkeypatch.setattr(Runner, "__enter__", sigterm_inside)
+    flux_before = flux_history(s)
+    with pytest.raises(Terminated):
+        sweep_pump_phase(s, "bc", np.linspace(0, 1, 4), points=21)
+    assert_interrupted(s, flux_before, stored=0, total=4)
+    assert last_run().metadata["labnr_outcome"] == "terminated (SIGTERM)"
