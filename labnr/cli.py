@@ -16,6 +16,10 @@ sim serve DEVICE
     Serve a virtual lab (simulated device + emulated instruments on loopback).
 sim fault ADDRESS KIND [VALUE]
     Inject a fault into a running emulated instrument.
+
+Every ending is one line on stderr naming what went wrong and what the safe
+state confirmed by read-back; tracebacks go to ``<data_dir>/labnr.log``
+(``--debug`` shows them). Exit status: see :func:`main`.
 """
 
 from __future__ import annotations
