@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import qcodes as qc
 import yaml
-from test_lab_lock import Wire, external_config
+from test_process_lock import Wire, external_config
 
 from labnr.cli import main
 from labnr.sim.lab import VirtualLab

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_lab_lock import external_config
+from test_process_lock import external_config
 
 from labnr.lablock import EXIT_LAB_BUSY
 from labnr.sim.lab import VirtualLab

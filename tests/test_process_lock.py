@@ -1,4 +1,4 @@
-"""One labnr process per lab: the second is refused with the holder's PID and command.
+"""One labnr process per lab (the process lock): the second is refused with the holder's PID.
 
 The emulated instruments run in this test process (an external virtual lab,
 as a real lab's instruments outlive labnr), so the test sees every command
