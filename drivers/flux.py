@@ -331,14 +331,14 @@ class FluxBias(Instrument):
         """Current in A that gives ``flux`` (Phi0) with the present calibration."""
         return self.offset_current.cache() + flux * self.current_per_flux_quantum.cache()
 
-    def expect_current(self, current: float) -> None:
-        """Declare ``current`` (A) as what labnr last set, e.g. from a previous process's state.
+    def expect_current(self, current: float, high: float | None = None) -> None:
+        """Declare ``current`` A (or the span [current, high]) as what labnr last set.
 
-        Nothing is sent. The next ramp refuses (nothing written) if the level
-        read back is ``max_step`` or more from it. Without a declaration a fresh
-        connection adopts the level as read.
+        E.g. from a previous process's record. Nothing is sent. The next ramp
+        refuses (nothing written) if the level read back is ``max_step`` or more
+        from it. Without a declaration a fresh connection adopts the level as read.
         """
-        self._source.expect_level(current)
+        self._source.expect_level(current, high)
 
     def get_idn(self) -> dict[str, str | None]:
         """Identify the driver; the source's own identity is in its snapshot."""

@@ -333,6 +333,9 @@ class CurrentSource(ABC):
     #: Level reads allowed for two consecutive ones to agree.
     max_level_reads: ClassVar[int] = 5
     _commanded: tuple[float, float] | None = None
+    #: Called with (low, high) A whenever :attr:`commanded` changes, before the
+    #: segment that makes it true runs (e.g. to persist it for the next process).
+    on_commanded: Callable[[float, float], None] | None = None
 
     @property
     @abstractmethod
@@ -407,16 +410,24 @@ class CurrentSource(ABC):
         """
         return self._commanded
 
-    def expect_level(self, level: float) -> None:
-        """Record ``level`` (A) as what labnr last set, e.g. as stored by an earlier process."""
-        if not math.isfinite(level):
-            raise ValueError(f"{self.instrument.name}: expected level {level!r} A is not finite")
-        self._note_level(float(level))
+    def expect_level(self, level: float, high: float | None = None) -> None:
+        """Record ``level`` A (or the span [level, high]) as what labnr last set.
+
+        E.g. as stored by an earlier process; nothing is sent.
+        """
+        for value in (level, level if high is None else high):
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"{self.instrument.name}: expected level {value!r} A is not finite"
+                )
+        self._note_level(float(level), None if high is None else float(high))
 
     def _note_level(self, low: float, high: float | None = None) -> None:
         """Record that the output was left at ``low`` A (or somewhere in [low, high])."""
         high = low if high is None else high
         self._commanded = (min(low, high), max(low, high))
+        if self.on_commanded is not None:
+            self.on_commanded(*self._commanded)
 
     def verified_level(self, resolution: float | None = None) -> float:
         """The level, read until two consecutive reads agree within the resolution, A.
