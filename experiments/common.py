@@ -5,19 +5,21 @@ finish or abandon the current point, switch the pumps off (read back), mark the
 run and keep its data (:func:`labnr.session.open_lab` does that for the session),
 and the script exits with one line on stderr and 130 (Ctrl-C) or 143 (SIGTERM),
 no traceback; a lab held by another labnr process exits 75 with one line naming
-it (nothing touched), an unwritable output folder or a locked database 2.
+it (nothing touched), an unwritable output folder or a locked database 2, any
+other error 1 (one line; ``LABNR_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from labnr.cli import setup_logging
-from labnr.lablock import EXIT_LAB_BUSY, LabBusy, StorageError
+from labnr.lablock import EXIT_LAB_BUSY, LabBusy, StorageError, describe_storage_error
 from labnr.safety import interrupt_exit_code, last_safe_state, sigterm_as_interrupt
 from labnr.session import LabSession, open_lab
 
@@ -94,3 +96,12 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     except StorageError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except Exception as exc:  # one line, as labnr's CLI; LABNR_DEBUG=1 keeps the traceback
+        if os.environ.get("LABNR_DEBUG"):
+            raise
+        logging.getLogger("labnr.experiments").debug("error", exc_info=True)
+        text = describe_storage_error(exc) or f"{type(exc).__name__}: {exc}".splitlines()[0]
+        report = last_safe_state()
+        safe = f"; {report.line()}" if report is not None else ""
+        print(f"{name}: error: {text}{safe}", file=sys.stderr, flush=True)
+        return 1
