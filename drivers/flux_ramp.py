@@ -307,7 +307,8 @@ def allowed_first_step(
     raise LevelMismatch(
         f"{where}: the level reads {level:.9g} A but labnr last set {said} A, {distance:.3g} A "
         f"apart, more than max_step={max_step:g} A allows; ramp refused, nothing written, "
-        "output left as it is: check the instrument, then re-connect to adopt the level as read"
+        "output left as it is: check the instrument; if the level was changed on purpose, "
+        "adopt it as read (`labnr flux adopt CONFIG`, or re-connect without a record)"
     )
 
 

@@ -110,6 +110,20 @@ def _plot_smatrix(offsets: np.ndarray, S: np.ndarray, ports: Sequence[str], path
     plt.close(fig)
 
 
+def cmd_flux_adopt(args: argparse.Namespace) -> int:
+    """``labnr flux adopt CONFIG``: record the flux level as read (nothing is written to it)."""
+    from labnr.session import open_lab
+
+    with open_lab(args.config) as lab:
+        if lab.flux_record is None:
+            raise ValueError(f"{lab.config.name}: no flux source in the config (instruments.flux)")
+        level = lab.flux_record.adopt()
+        said = ("output off: nothing to adopt, record cleared" if level is None else
+                f"level {level:.9g} A (read twice, agreeing) recorded")  # fmt: skip
+        print(f"labnr flux adopt: {lab.flux.name} {said} ({lab.flux_record.path})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``labnr`` command."""
     parser = argparse.ArgumentParser(
@@ -141,7 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     lock = sub.add_parser("lock", help="hold a calibrated device at its operating point")
     add_lock_arguments(lock)
     lock.set_defaults(func=cmd_lock)
-    for p in (cal, lock):  # also after the subcommand; SUPPRESS keeps a top-level --debug
+    flux = sub.add_parser("flux", help="the flux source's record (what labnr last set)")
+    flux_sub = flux.add_subparsers(dest="flux_command", required=True)
+    adopt = flux_sub.add_parser(
+        "adopt", help="take the flux source's level as read now as what labnr last set "
+        "(after changing it on purpose outside labnr)",
+    )  # fmt: skip
+    adopt.add_argument("config", help="labnr experiment config (YAML)")
+    adopt.set_defaults(func=cmd_flux_adopt)
+    for p in (cal, lock, adopt):  # also after the subcommand; SUPPRESS keeps a top-level --debug
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show every log record and tracebacks on stderr")  # fmt: skip
     from labnr.sim.cli import add_parser as add_sim_parser

@@ -104,8 +104,19 @@ class FluxRecord:
         except OSError as exc:
             log.error("flux record %s could not be written: %s", self.path, exc)
 
-    def adopt(self) -> float:
-        """Adopt the level as read now (two agreeing reads) as what labnr last set; returns A."""
+    def adopt(self) -> float | None:
+        """Adopt the level as read now (two agreeing reads) as what labnr last set.
+
+        Returns
+        -------
+        float or None
+            The level adopted, A; None when the output is off (nothing flows; the
+            next output-on programs 0 A first) and the record is removed.
+        """
+        if not self.flux.source.output_enabled():
+            if self.path.is_file() and not self.path.is_symlink():
+                self.path.unlink()
+            return None
         level = float(self.flux.source.verified_level())
         self.flux.expect_current(level)
         self.write(level, level)

@@ -49,6 +49,7 @@ from qcodes.instrument import Instrument
 
 from labnr.config import Config, StorageConfig, load_config
 from labnr.drivers.identity import confirm_loaded
+from labnr.flux_record import FluxRecord, record_path
 from labnr.lablock import (
     LabBusy,
     LabLock,
@@ -57,6 +58,7 @@ from labnr.lablock import (
     describe_storage_error,
     lock_lab,
 )
+from labnr.measure.recovery import recover
 from labnr.safety import (
     SafeStateReport,
     SignalGuard,
@@ -114,6 +116,9 @@ class LabSession:
     flux_at_start : tuple of (float or None, bool) or None
         The flux source's level (A; None with the output off) and output state,
         read back at connection.
+    flux_record : FluxRecord or None
+        What labnr last set on the flux source, kept next to the database
+        (:mod:`labnr.flux_record`); its first ramp is checked against it.
     virtual_lab : VirtualLab or None
         The embedded virtual lab when ``config.simulate``. **For tests and
         benchmarks only** (its ``truth()``); nothing in labnr uses it.
@@ -143,6 +148,7 @@ class LabSession:
         self.startup_report: SafeStateReport | None = None
         self.safe_report: SafeStateReport | None = None
         self.flux_at_start: tuple[float | None, bool] | None = None
+        self.flux_record: FluxRecord | None = None
         self._lock = lab_lock
         self._guard = guard
         self._closed = False
@@ -186,6 +192,8 @@ class LabSession:
             self._release()
 
     def _close_instruments(self) -> None:
+        if self.flux_record is not None:
+            self.flux_record.detach()
         try:
             _close_components(self.station)
         finally:
@@ -333,6 +341,10 @@ def _build(config: Config, station: qc.Station, started: _Startup) -> LabSession
         flux = _load(station, config.instruments.flux, "flux source",
                      **_flux_overrides(config, init))  # fmt: skip
     flux_read = None if flux is None else _read_flux(flux)
+    record = None
+    if getattr(flux, "source", None) is not None:
+        record = FluxRecord(record_path(config.path(config.storage.database)), flux)
+        record.attach()  # what labnr last set on this source, checked before its first ramp
     vna = _load(station, config.instruments.vna, "vna")
     pump = None
     if config.pumps.tones:
@@ -342,6 +354,7 @@ def _build(config: Config, station: qc.Station, started: _Startup) -> LabSession
     _apply_vna_defaults(config, vna)
     session = LabSession(config, station, vna, pump, flux, pump_sources=started.pump_sources)
     session.startup_report, session.flux_at_start = report, flux_read
+    session.flux_record = record
     return session
 
 
@@ -419,11 +432,22 @@ def open_lab(
         entries = _station_entries(cfg, lab)
         station.load_config(yaml.safe_dump({"instruments": entries}, sort_keys=False))
         session = _build(cfg, station, started)
+        _recover(cfg)
     except BaseException:
         _abandon(cfg, station, started, lab, lab_lock, guard)
         raise
     session.virtual_lab, session._lock, session._guard = lab, lab_lock, guard
     return session
+
+
+def _recover(cfg: Config) -> None:
+    """Finish what a killed run left (lock held, pumps already off): mark its runs
+    interrupted, write pending exports, remove labnr's stale temp files."""
+    report = recover(cfg.path(cfg.storage.database), cfg.path(cfg.storage.data_dir),
+                     export=cfg.storage.export_hdf5)  # fmt: skip
+    line = report.summary()
+    if line:
+        log.warning("%s: %s", cfg.name, line)
 
 
 def _serve(cfg: Config) -> Any:

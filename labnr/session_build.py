@@ -95,7 +95,11 @@ def _flux_overrides(config: Config, init: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply_vna_defaults(config: Config, vna: Any) -> None:
+    """Stimulus limits first (``vna.max_power``, per port, narrowed in the driver so that
+    no later write can exceed them), then the config's VNA settings."""
     v = config.vna
+    for port, limit in v.port_limits(len(vna.ports)).items():
+        vna.limit_power(port, min(limit, vna.limits.max_power))
     vna.if_bandwidth(v.if_bandwidth)
     vna.points(v.points)
     for m in config.modes.values():

@@ -136,7 +136,7 @@ def test_lying_readback_is_refused_and_nothing_is_written(fake: FakeSource) -> N
     message = str(info.value)
     assert "\n" not in message and "fake_source" in message
     assert "7e-05 A" in message and "last set 2e-05 A" in message  # read and set
-    assert "max_step=5e-06 A" in message and "re-connect to adopt" in message
+    assert "max_step=5e-06 A" in message and "labnr flux adopt" in message
     assert "nothing written" in message
     assert len(fake.writes) == writes and fake.true_level == level and fake.on
     assert_steps_within(fake.history)
