@@ -27,10 +27,13 @@ Checks, all measured from outside labnr (hostile/checks.py):
 - pumps: polled straight from the emulators: off within 2 s of any abnormal
   exit and staying off; after kill -9, the next start switches them off
   before it writes anything to another instrument;
-- lost: VNA trace replies that reached labnr (proxy log) but are not in the
-  QCoDeS database, allowing the one point in flight per stopped process;
-  lock-log rows must cover every read but those of the last few seconds;
-- stray: files created/changed/removed in the cell's tree outside the storage folder;
+- lost: VNA trace replies that reached labnr (proxy log) while a run was open
+  (the database's own run start/completion times) but are not stored in that
+  run, allowing the one point in flight per stopped process; lock-log rows
+  must cover every lock read but those of the last few seconds before a kill
+  (traces of check sweeps outside any run are counted, not required stored);
+- stray: files created/changed/removed in the cell's tree outside the storage
+  folder and the lab lock folder ($LABNR_LOCK_DIR, set per cell; lock files only);
 - tb: ``Traceback`` on stdout/stderr;
 - extra: per attack (no VNA power above -10 dBm written, flux held, config
   refused before connecting and fast, earlier exports kept, a second process
@@ -69,6 +72,8 @@ def row(r: Result) -> str:
     if not r.flux_on:
         flux += " OFF"
     pumps = f"{'ok' if r.pumps_ok else 'FAIL'} {_fmt_s(r.pumps_s)}"
+    if r.cell.restart:
+        pumps += "@re"  # at the next start, before it writes to another instrument
     lost = f"{'ok' if r.lost == 0 else 'FAIL'} {r.lost}"
     stray = f"{'ok' if not r.stray else 'FAIL'} {len(r.stray)}"
     tb = f"{'ok' if r.tracebacks == 0 else 'FAIL'} {r.tracebacks}"
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="only cells matching these comma-separated globs (and their references)")
     p.add_argument("--seed", type=int, default=12, help="seed of the random moments")
     p.add_argument("--out", default=None, help="keep the cell folders here (default: a temp dir)")
-    p.add_argument("--lock-duration", default="40s", help="labnr lock --duration of lock cells")
+    p.add_argument("--lock-duration", default="25s", help="labnr lock --duration of lock cells")
     p.add_argument("--jobs", type=int, default=2, help="cells run at once (each has its own lab)")
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
@@ -133,10 +138,12 @@ def _run_all(cells: list[Cell], ctx: Context, jobs: int) -> int:
     print(f"hostile matrix: {len(cells)} cells, {jobs} at a time; pumps must read off within "
           f"{PUMPS_OFF_WITHIN:g} s of an abnormal exit", flush=True)  # fmt: skip
     done: dict[str, Result] = {}
-    base = [c for c in cells if c.name.startswith("base-")]
+    first = [c for c in cells if c.name == "base-calibrate"]
+    base = [c for c in cells if c.name.startswith("base-") and c not in first]
     rest = [c for c in cells if not c.name.startswith("base-")]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for group in (base, rest):  # reference runs first: durations and the calibrated state
+        # reference runs first: the calibrated state, then every entry's clean duration
+        for group in (first, base, rest):
             futures = {pool.submit(_one, c, ctx): c for c in group}
             for future in as_completed(futures):
                 r = future.result()
@@ -154,6 +161,8 @@ def _run_all(cells: list[Cell], ctx: Context, jobs: int) -> int:
         print("\nunsafe cells:")
         for r in unsafe:
             print("\n".join(details(r)))
+    print("pumps off: s after the abnormal exit; @re: s into the next start (after kill -9); "
+          "flux: largest step seen/max_step; rc: exit codes (run, second or restart)")
     print(f"\n{len(results)} cells, {len(results) - len(unsafe)} safe "
           f"({time.monotonic() - t0:.0f} s)")  # fmt: skip
     return 1 if unsafe else 0

@@ -42,7 +42,8 @@ CELLS = [
     Cell("cfg-vna-power", "vna power 20 dBm", "sweep-short",
          config_edit=BAD_VALUES["vna power 20 dBm"], extra=("no_hardware",), timeout=30),
     # one process per lab: a second script on the same lab is refused without writing
-    Cell("two-users", "second process", "user", setup="second:user", extra=("exclusive",)),
+    Cell("two-scripts", "second process", "sweep", setup="second:sweep-short",
+         extra=("exclusive",)),
     # data: symlinks planted where exports go
     Cell("symlink-part", "symlinks as run_<n>.h5(.part)", "sweep-short", setup="symlinks"),
 ]  # fmt: skip

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostile.probe import DATA_CHANNEL, DATA_QUERY, SWEEP_TYPE_WRITE
-
 from labnr.sim.proxy import Event
 
 __all__ = ["DbContents", "count_tracebacks", "db_contents", "delivered_traces", "snapshot",
@@ -76,8 +75,12 @@ class DbContents:
 
     Attributes
     ----------
+    windows : tuple of (float, float or None, int, int)
+        Per run but lock logs: start and completion (``time.time()``; None while
+        not completed), stored S-element traces (non-null array cells), and the
+        S-element columns (traces one point holds).
     traces : int
-        Stored S-element traces of every run but lock logs (non-null array cells).
+        Stored S-element traces of every run but lock logs.
     per_point : int
         S-element columns of the last such run (traces one point holds).
     lock_times : tuple of float
@@ -90,6 +93,7 @@ class DbContents:
         Why the database could not be read ('' if it could, or does not exist).
     """
 
+    windows: tuple[tuple[float, float | None, int, int], ...] = ()
     traces: int = 0
     per_point: int = 0
     lock_times: tuple[float, ...] = ()
@@ -115,10 +119,12 @@ def db_contents(path: Path) -> DbContents:
 
 
 def _read(con: sqlite3.Connection) -> DbContents:
-    runs = con.execute("select name, result_table_name, is_completed from runs").fetchall()
+    runs = con.execute("select name, result_table_name, is_completed, run_timestamp, "
+                       "completed_timestamp from runs").fetchall()  # fmt: skip
     traces = per_point = incomplete = 0
     lock_times: list[float] = []
-    for name, table, completed in runs:
+    windows = []
+    for name, table, completed, started, ended in runs:
         incomplete += int(not completed)
         cols = [c[1] for c in con.execute(f'pragma table_info("{table}")')]
         if name == _LOCK_NAME and "time" in cols:
@@ -126,11 +132,16 @@ def _read(con: sqlite3.Connection) -> DbContents:
                            if t is not None]  # fmt: skip
             continue
         s_cols = [c for c in cols if c.startswith("S_")]
-        for c in s_cols:
-            traces += con.execute(f'select count("{c}") from "{table}"').fetchone()[0]
+        stored = sum(con.execute(f'select count("{c}") from "{table}"').fetchone()[0]
+                     for c in s_cols)  # fmt: skip
+        traces += stored
         if s_cols:
             per_point = len(s_cols)
-    return DbContents(traces, per_point, tuple(sorted(lock_times)), len(runs), incomplete)
+            start = float(started) if started is not None else float("-inf")
+            end = float(ended) if ended is not None else None
+            windows.append((start, end, stored, len(s_cols)))
+    return DbContents(tuple(windows), traces, per_point, tuple(sorted(lock_times)), len(runs),
+                      incomplete)  # fmt: skip
 
 
 def delivered_traces(events: Iterable[Event], before: float) -> tuple[list[float], list[float]]:
@@ -159,26 +170,41 @@ def delivered_traces(events: Iterable[Event], before: float) -> tuple[list[float
     return traces, points
 
 
-def points_lost(db: DbContents, traces: Sequence[float], points: Sequence[float], end: float,
-                lock_grace: float, in_flight: int) -> tuple[int, str]:  # fmt: skip
-    """Measurements that reached labnr but are not in the database; and how counted.
+def points_lost(db: DbContents, traces: Sequence[float], points: Sequence[float],
+                stops: Sequence[float], kills: Sequence[float], end: float, lock_grace: float,
+                to_wall: float) -> tuple[int, str]:  # fmt: skip
+    """Measured points that reached labnr but are not in the database; and how counted.
 
-    Sweep traces: all must be stored but those of the ``in_flight`` points
-    being measured when a process was stopped (``per_point`` traces each; 0
-    for a process that ended by itself). Point reads after the lock log's
-    first row belong to the lock: each must be covered by a later lock row
-    unless it came within ``lock_grace`` s of ``end``. Point reads outside a
-    lock (a calibration's refinement) belong to no run and are only counted.
+    Sweep traces (``time.monotonic()``; ``to_wall`` added gives ``time.time()``)
+    delivered while a run was open (from its start to its completion, or to the
+    kill -9 of its process, ``kills``) are that run's points: all must be
+    stored but those of the one point in flight when a process was stopped
+    (``stops``, signals and kills) inside the run. Traces outside every run (a check's sweep that
+    is not kept) are only counted. Point reads after the lock log's first row
+    belong to the lock: each must be covered by a later lock row unless it came
+    within ``lock_grace`` s of ``end``. Point reads outside a lock (a
+    calibration's refinement) belong to no run and are only counted.
     """
+    wall = [t + to_wall for t in traces]
+    stops_wall = sorted(t + to_wall for t in stops)
+    kills_wall = sorted(t + to_wall for t in kills)
+    ds_lost = in_runs = 0
+    for start, finish, stored, per_point in db.windows:
+        close = finish if finish is not None else float("inf")  # a re-run may complete it
+        cut = any(start <= t <= close for t in stops_wall)
+        close = next((t for t in kills_wall if start <= t <= close), close)
+        delivered = sum(1 for t in wall if start <= t <= close)
+        in_runs += delivered
+        ds_lost += max(0, delivered - stored - (per_point if cut else 0))
     lock_start = db.lock_times[0] if db.lock_times else float("inf")
     lock = [t for t in points if t >= lock_start]
     last_row = db.lock_times[-1] if db.lock_times else float("-inf")
     lock_lost = sum(1 for t in lock if last_row < t < end - lock_grace)
-    ds_lost = max(0, len(traces) - db.traces - in_flight * db.per_point)
-    how = f"{len(traces)} traces/{db.traces} stored, {len(points) - len(lock)} point reads"
+    how = (f"{in_runs} traces in runs/{db.traces} stored, {len(wall) - in_runs} outside runs, "
+           f"{len(points) - len(lock)} point reads")  # fmt: skip
     if db.lock_times:
         how += f", lock: {len(lock)} reads/{len(db.lock_times)} rows, {lock_lost} uncovered"
     if db.error:
         how += f", db: {db.error[:40]}"
-        ds_lost = max(ds_lost, len(traces))
+        ds_lost = max(ds_lost, len(wall))
     return ds_lost + lock_lost, how

@@ -169,7 +169,7 @@ def write_cell_files(
     station.write_text(yaml.safe_dump({"instruments": entries}, sort_keys=False))
     config = yaml.safe_load(BASE_CONFIG.read_text())
     config.pop("virtual_lab", None)
-    config.update(simulate=False, station=str(station))
+    config.update(simulate=False, station=station.name)  # relative: one config hash for all cells
     storage = folder / "storage"
     config["storage"] = {"database": str(storage / "labnr.db"), "data_dir": str(storage / "data")}
     _merge(config, config_edit or {})

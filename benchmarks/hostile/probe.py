@@ -127,11 +127,14 @@ class PumpWatch:
     ----------
     samples : list of (float, bool)
         ``(time.monotonic(), any pump on)`` per poll.
+    states : list of dict
+        Each pump's output at each poll (None: it did not answer).
     """
 
     ports: dict[str, int]
     period: float = 0.05
     samples: list[tuple[float, bool]] = field(default_factory=list)
+    states: list[dict[str, bool | None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -150,16 +153,29 @@ class PumpWatch:
     def _run(self) -> None:
         deadline = time.monotonic() + 600.0  # bounded whatever happens
         while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                on = any(pumps_on(self.ports).values())
-            except OSError:
-                on = True  # an emulator that does not answer is not confirmed off
-            self.samples.append((time.monotonic(), on))
+            state: dict[str, bool | None] = {}
+            for name, port in self.ports.items():
+                try:
+                    state[name] = query(port, ":OUTP?") not in ("0", "OFF")
+                except OSError:
+                    state[name] = None  # an emulator that does not answer is not confirmed off
+            self.states.append(state)
+            self.samples.append((time.monotonic(), any(v is not False for v in state.values())))
             self._stop.wait(self.period)
 
     def first_off_after(self, t: float) -> float | None:
         """First time >= ``t`` at which every pump read off (None: never)."""
         return next((s for s, on in self.samples if s >= t and not on), None)
+
+    def pump_off_at(self, name: str, t: float) -> bool:
+        """Whether pump ``name`` read off at the last poll before ``t``."""
+        last = [st for (s, _), st in zip(self.samples, self.states, strict=True) if s <= t]
+        return bool(last) and last[-1].get(name) is False
+
+    def pump_first_off(self, name: str, t: float) -> float | None:
+        """First poll at or after ``t`` at which pump ``name`` read off."""
+        return next((s for (s, _), st in zip(self.samples, self.states, strict=True)
+                     if s >= t and st.get(name) is False), None)  # fmt: skip
 
     def on_after(self, t: float) -> bool:
         """Whether a pump read on at any poll at or after ``t``."""

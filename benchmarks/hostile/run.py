@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from hostile import checks, probe
 from hostile.cells import ENTRIES, USER_SCRIPT, Cell
 from hostile.lab import REPO, ServedLab, write_cell_files
-
 from labnr.sim.proxy import offset_reply
 
 __all__ = ["Context", "Result", "run_cell"]
@@ -44,7 +44,7 @@ class Context:
     """What cells share: output root, seeded draws, reference durations, the calibrated state."""
 
     root: Path
-    lock_duration: str = "40s"
+    lock_duration: str = "25s"
     durations: dict[str, float] = field(default_factory=dict)
     state_files: list[Path] = field(default_factory=list)
     exports: dict[str, str] = field(default_factory=dict)
@@ -303,11 +303,14 @@ def _measure(res: Result, cell: Cell, ctx: Context, lab: ServedLab, folder: Path
         restart = procs[-1].start
         traces = [t for t in traces if t < end or t >= restart]
         points = [t for t in points if t < end or t >= restart]
-    in_flight = sum(p.stop_time is not None for p in procs)
+    stops = [p.stop_time for p in procs if p.stop_time is not None]
+    kills = [p.stop_time for p in procs if p.stop_time is not None and p.rc == -signal.SIGKILL]
     db = checks.db_contents(storage / "labnr.db")
     last_end = max(p.end or 0.0 for p in procs)
-    res.lost, res.lost_how = checks.points_lost(db, traces, points, end if killed else last_end,
-                                                LOCK_GRACE, in_flight)  # fmt: skip
+    to_wall = time.time() - time.monotonic()
+    res.lost, res.lost_how = checks.points_lost(db, traces, points, stops, kills,
+                                                end if killed else last_end, LOCK_GRACE,
+                                                to_wall)  # fmt: skip
     res.stray = checks.stray_files(before, checks.snapshot(folder, excluded))
     res.stray = [s for s in res.stray if not s.endswith((".stdout", ".stderr"))]
     locks = folder / "locks"  # the lab lock folder ($LABNR_LOCK_DIR) holds lock files only
@@ -341,7 +344,7 @@ def _pumps(res: Result, procs: list[Proc], watch: probe.PumpWatch, lab: ServedLa
         since = p.stop_time if p.stop_time is not None else p.start
         if k > 0 and mains[k - 1].rc == -signal.SIGKILL:
             off = watch.first_off_after(p.start)
-            res.extra_fail += _first_write_check(lab, p, off)
+            res.extra_fail += _first_write_check(lab, p, watch)
             worst = max(worst, float("inf") if off is None else off - p.start)
             ok &= off is not None
         off = watch.first_off_after(since)
@@ -355,14 +358,33 @@ def _pumps(res: Result, procs: list[Proc], watch: probe.PumpWatch, lab: ServedLa
     res.pumps_ok = ok and not any(probe.pumps_on(lab.pump_ports()).values())
 
 
-def _first_write_check(lab: ServedLab, proc: Proc, off: float | None) -> list[str]:
-    """At the next start, nothing but the pumps is written before every pump reads off."""
+def _first_write_check(lab: ServedLab, proc: Proc, watch: probe.PumpWatch) -> list[str]:
+    """At the next start, no other instrument is written before every pump is off.
+
+    A pump is off from the restart's start if it read off then, else from the
+    output-off write it receives (the proxy's log) or the poll that saw it off. IEEE common
+    commands (``*CLS``, ...) do not count as writes to another instrument.
+    """
+    regex = re.compile(probe.OUTPUT_WRITE.encode(), re.IGNORECASE)
+    offs: list[float | None] = []
+    for name, px in lab.proxies.items():
+        if not name.startswith("pump"):
+            continue
+        if watch.pump_off_at(name, proc.start):
+            offs.append(proc.start)
+            continue
+        times = [e.time for e in px.events() if e.kind == "write" and e.time >= proc.start
+                 and any(regex.search(u.strip()) for u in e.text.split(b";"))]  # fmt: skip
+        polled = watch.pump_first_off(name, proc.start)
+        offs.append(min([*times, *([polled] if polled is not None else [])], default=None))
+    off = None if any(t is None for t in offs) else max(offs)  # type: ignore[type-var]
     others = [e.time for n, px in lab.proxies.items() if not n.startswith("pump")
-              for e in px.events() if e.kind == "write" and e.time >= proc.start]  # fmt: skip
+              for e in px.events() if e.kind == "write" and e.time >= proc.start
+              and not e.text.lstrip().startswith(b"*")]  # fmt: skip
     first = min(others, default=None)
     if first is not None and (off is None or first < off):
         return [f"restart wrote to another instrument {first - proc.start:.2f}s in, "
-                "before the pumps read off"]  # fmt: skip
+                "before every pump was switched off"]  # fmt: skip
     return []
 
 
