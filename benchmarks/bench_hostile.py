@@ -37,7 +37,8 @@ Checks, all measured from outside labnr (hostile/checks.py):
 - tb: ``Traceback`` on stdout/stderr;
 - extra: per attack (no VNA power above -10 dBm written, flux held, config
   refused before connecting and fast, earlier exports kept, a second process
-  refused without writing, no hung exit).
+  refused without writing, no hung exit; after a restart no run left
+  incomplete and no temporary file left).
 
 Prints the table and ``N cells, M safe``; exits 1 if a cell is unsafe.
 """
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         globs = args.only.split(",")
         keep = [c for c in cells if any(fnmatch.fnmatch(c.name, g) for g in globs)]
-        needed = {"base-" + c.entry.split("-")[0] for c in keep if c.frac is not None}
+        needed = {"base-" + c.entry.split("-")[0] for c in keep
+                  if c.frac is not None or c.disk_full}  # fmt: skip
         needed |= {"base-calibrate"} if any(c.state for c in keep) else set()
         cells = [c for c in cells if c.name in needed and c not in keep] + keep
     with tempfile.TemporaryDirectory(prefix="labnr_hostile_") as tmp:
@@ -175,6 +177,9 @@ def _learn(cell: Cell, r: Result, ctx: Context) -> None:
     ctx.durations[cell.entry] = max(r.duration, 5.0)
     if cell.entry == "lock":
         ctx.durations["lock"] = max(r.duration, 5.0)
+    db = ctx.root / cell.name / "files" / "storage" / "labnr.db"
+    if db.is_file():
+        ctx.db_sizes[cell.entry] = db.stat().st_size
     if cell.entry == "calibrate":
         data = ctx.root / cell.name / "files" / "storage" / "data"
         ctx.state_files = sorted(data.glob("calibration_*.yaml")) if data.is_dir() else []

@@ -71,3 +71,45 @@ def test_hostile_cell_is_safe(cell: Cell, tmp_path: Path) -> None:
     assert r.extra_fail == [], why
     if cell.stop is not None:
         assert not any(n.startswith("trigger") for n in cell.notes), why  # the attack happened
+
+
+# ---------------------------------------------------------------- the detectors themselves
+def test_loss_detector_counts_unstored_run_points() -> None:
+    from hostile.checks import DbContents, points_lost
+
+    # one run open 100..200 (wall) holding 4 traces, 2 per point; 6 traces delivered in it
+    db = DbContents(windows=((100.0, 200.0, 4, 2),), traces=4, per_point=2)
+    traces = [110.0, 120.0, 130.0, 140.0, 150.0, 160.0]  # monotonic; to_wall 0
+    assert points_lost(db, traces, [], [], [], 300.0, 5.0, 0.0)[0] == 2
+    # a stop inside the run allows its one point in flight
+    assert points_lost(db, traces, [], [155.0], [], 300.0, 5.0, 0.0)[0] == 0
+    # a trace outside every run (a check's sweep) is not a run's point
+    assert points_lost(db, [*traces[:4], 250.0], [], [], [], 300.0, 5.0, 0.0)[0] == 0
+    # a killed run that a re-run completed later: only traces up to the kill are its own
+    db = DbContents(windows=((100.0, 400.0, 4, 2),), traces=4, per_point=2)
+    later = [*traces[:4], 350.0, 360.0]  # the re-run's, after the kill at 200
+    assert points_lost(db, later, [], [200.0], [200.0], 200.0, 5.0, 0.0)[0] == 0
+
+
+def test_lock_log_detector_allows_only_the_last_seconds() -> None:
+    from hostile.checks import DbContents, points_lost
+
+    db = DbContents(lock_times=(10.0, 20.0, 30.0))
+    reads = [12.0, 22.0, 29.0, 33.0, 38.0]  # 33 and 38 come after the last row
+    assert points_lost(db, [], reads, [40.0], [40.0], 40.0, 5.0, 0.0)[0] == 1  # 33 < 40 - 5
+    assert points_lost(db, [], reads, [40.0], [40.0], 40.0, 10.0, 0.0)[0] == 0
+
+
+def test_stray_detector_sees_new_changed_and_removed_files(tmp_path: Path) -> None:
+    from hostile.checks import snapshot, stray_files
+
+    (tmp_path / "storage").mkdir()
+    (tmp_path / "keep.txt").write_text("a")
+    (tmp_path / "gone.txt").write_text("b")
+    before = snapshot(tmp_path, [tmp_path / "storage"])
+    (tmp_path / "storage" / "ok.h5").write_text("inside the configured folder")
+    (tmp_path / "new.txt").write_text("c")
+    (tmp_path / "gone.txt").unlink()
+    (tmp_path / "keep.txt").write_text("changed, longer")
+    assert stray_files(before, snapshot(tmp_path, [tmp_path / "storage"])) == [
+        "gone.txt", "keep.txt", "new.txt"]  # fmt: skip

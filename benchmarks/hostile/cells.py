@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from hostile.probe import DATA_QUERY, LEVEL_QUERY
 
 __all__ = ["ENTRIES", "Cell", "RuleSpec", "matrix"]
@@ -84,7 +85,11 @@ class Cell:
         ``"connect"``: when the process first talks to an instrument.
     restart : bool
         After the stop, start the same entry again (the next start must switch
-        the pumps off before anything else).
+        the pumps off before anything else, complete the killed runs and clean
+        its temporary files).
+    disk_full : bool
+        Writes fail with EFBIG past half the reference run's database size (as
+        on a full disk); the point being written when it fills may be lost.
     """
 
     name: str
@@ -104,6 +109,7 @@ class Cell:
     setup: str | None = None
     extra: tuple[str, ...] = ()
     timeout: float = 240.0
+    disk_full: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -201,6 +207,8 @@ def _data_cells() -> list[Cell]:
         Cell("new-db-same-dir", "a new database with the same data_dir", "user",
              setup="same_data_dir", extra=("exports_kept",)),
         Cell("db-locked", "database locked by another process", "sweep", setup="db_locked"),
+        Cell("disk-full", "disk full mid-run (file size limit: half the reference database)",
+             "sweep", disk_full=True),
         Cell("data-dir-file", "output folder not writable (a file stands there)", "sweep",
              setup="data_dir_file", extra=("no_hardware",)),
         Cell("two-calibrate", "two labnr calibrate on one lab", "calibrate",

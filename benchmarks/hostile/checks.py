@@ -4,8 +4,9 @@
   largest step the coil saw, and whether its output is still on;
 - pumps: the pump sources' output switches polled straight from the emulators
   (:class:`probe.PumpWatch`) after an abnormal exit, and at the next start;
-- data: VNA trace replies that reached labnr (the proxy's log) against what
-  the QCoDeS database holds after the process died (read with sqlite3);
+- data: VNA trace replies that reached labnr (the proxy's log) while a run
+  was open against what that run holds in the QCoDeS database after the
+  process died (read with sqlite3), and lock reads against the lock log's rows;
 - stray files: the cell's folder tree before and after, outside the
   configured storage folders;
 - tracebacks: the word ``Traceback`` on stdout or stderr.

@@ -47,6 +47,7 @@ class Context:
     lock_duration: str = "25s"
     durations: dict[str, float] = field(default_factory=dict)
     state_files: list[Path] = field(default_factory=list)
+    db_sizes: dict[str, int] = field(default_factory=dict)
     exports: dict[str, str] = field(default_factory=dict)
 
 
@@ -109,6 +110,14 @@ def _argv(cell: Cell, ctx: Context, config: Path, storage: Path, folder: Path) -
             arg = arg.replace(key, value) if arg.startswith(key) or arg == key else arg
         out.append(arg)
     return out
+
+
+def _size_limited(argv: list[str], limit: int) -> list[str]:
+    """``argv`` with file writes limited to ``limit`` bytes (EFBIG, like a full disk)."""
+    code = ("import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+            "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")  # fmt: skip
+    return [argv[0], "-c", code, *argv[1:]]
 
 
 def _launch(argv: list[str], folder: Path, tag: str) -> Proc:
@@ -245,6 +254,8 @@ def _run(cell: Cell, ctx: Context, folder: Path, lab: ServedLab) -> Result:
     before = checks.snapshot(folder, excluded)
     _apply_rules(lab, cell, station)
     argv = _argv(cell, ctx, config, storage, folder)
+    if cell.disk_full:
+        argv = _size_limited(argv, max(4096, ctx.db_sizes.get(cell.entry, 1 << 20) // 2))
     at = cell.at
     if at is None and cell.frac is not None:
         at = cell.frac * ctx.durations.get(cell.entry, 60.0)
@@ -304,6 +315,8 @@ def _measure(res: Result, cell: Cell, ctx: Context, lab: ServedLab, folder: Path
         traces = [t for t in traces if t < end or t >= restart]
         points = [t for t in points if t < end or t >= restart]
     stops = [p.stop_time for p in procs if p.stop_time is not None]
+    if cell.disk_full:  # the point being written when the disk filled
+        stops += [p.end for p in procs if p.end is not None and p.rc != 0]
     kills = [p.stop_time for p in procs if p.stop_time is not None and p.rc == -signal.SIGKILL]
     db = checks.db_contents(storage / "labnr.db")
     last_end = max(p.end or 0.0 for p in procs)
@@ -326,8 +339,22 @@ def _measure(res: Result, cell: Cell, ctx: Context, lab: ServedLab, folder: Path
     power = probe.max_power_written(events)
     if power is not None and power > probe.DEFAULT_MAX_VNA_POWER:
         res.extra_fail.append(f"VNA power {power:g} dBm written")
+    if cell.restart:
+        res.extra_fail += _recovered(db, storage)
     if "flux_held" in cell.extra and abs(rec.effective - level) > res.step_limit:
         res.extra_fail.append(f"flux moved {abs(rec.effective - level) * 1e6:.1f} uA")
+
+
+def _recovered(db: checks.DbContents, storage: Path) -> list[str]:
+    """After the next start: no run left incomplete, no temporary file left in storage."""
+    out = []
+    if db.incomplete:
+        out.append(f"{db.incomplete} run(s) left is_completed=0")
+    temps = [p.name for p in storage.rglob("*") if p.is_file()
+             and (".part" in p.name or ".tmp" in p.name or p.name.endswith("~"))]  # fmt: skip
+    if temps:
+        out.append(f"temp files left: {temps[:3]}")
+    return out
 
 
 def _pumps(res: Result, procs: list[Proc], watch: probe.PumpWatch, lab: ServedLab) -> None:
