@@ -334,6 +334,11 @@ class CurrentSource(ABC):
     #: Level reads allowed for two consecutive ones to agree.
     max_level_reads: ClassVar[int] = 5
     _commanded: tuple[float, float] | None = None
+    #: With no record of what labnr set (:attr:`commanded` None), whether a ramp may
+    #: start from a non-zero level as read. A session that keeps a record across
+    #: processes sets it False: no read-back can tell a constant lie from the truth,
+    #: so a level nobody vouched for is refused until adopted (``labnr flux adopt``).
+    adopt_unknown_level: bool = True
     #: Called with (low, high) A whenever :attr:`commanded` changes, before the
     #: segment that makes it true runs (e.g. to persist it for the next process).
     on_commanded: Callable[[float, float], None] | None = None
@@ -470,6 +475,12 @@ class CurrentSource(ABC):
         where = self.instrument.name
         res = self.resolution() if resolution is None else float(resolution)
         start = self.verified_level(res)
+        if self._commanded is None and not self.adopt_unknown_level and abs(start) >= 2 * res:
+            raise LevelMismatch(
+                f"{where}: the output is on at {start:.9g} A as read, and labnr has no record "
+                "of setting it; ramp refused, nothing written: check the level on the "
+                "instrument, then adopt it (`labnr flux adopt CONFIG`)"
+            )
         first = allowed_first_step(start, self._commanded, max_step, res, where=where)
         plan = plan_ramp(
             start,

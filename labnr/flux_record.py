@@ -14,8 +14,11 @@ runs. It names the source by its VISA address and its confirmed ``*IDN?``
 reply; a record of another source (or of an embedded virtual lab, served on
 fresh ports each time) is ignored.
 
-When the level was changed on purpose outside labnr, adopt it as read:
-``labnr flux adopt CONFIG`` (or delete the file).
+With a record attached, a ramp from a non-zero level that labnr has no record
+of setting (a fresh lab, the level set by hand) is refused too: two agreeing
+reads cannot tell a constant read-back lie from the truth. When the level was
+set or changed on purpose outside labnr, adopt it as read once, after checking
+it on the instrument: ``labnr flux adopt CONFIG``.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class FluxRecord:
             log.info("flux record %s: labnr last left %s at %.9g..%.9g A",
                      self.path, self.flux.name, *span)  # fmt: skip
         self.flux.source.on_commanded = self.write
+        self.flux.source.adopt_unknown_level = False  # a level nobody vouched for: refused
         return span
 
     def write(self, low: float, high: float) -> None:

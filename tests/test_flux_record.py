@@ -102,3 +102,27 @@ def test_adopt_takes_the_level_as_read_and_refuses_symlinked_records(
     assert rec.read() is None  # a planted link is not read ...
     rec.write(1e-6, 1e-6)  # ... nor written through (logged, not raised)
     assert outside.read_text() == "keep"
+
+
+def test_a_level_nobody_vouched_for_is_refused_until_adopted(
+    virtual_lab: VirtualLab, tmp_path: Path, closing: None
+) -> None:
+    """No record, output on at a level set outside labnr: even a true read-back is refused."""
+    path = record_path(tmp_path / "labnr.db")
+    setter = connect(virtual_lab, "by_hand")
+    setter.output(True)
+    setter.current(25e-6)  # someone else's tool left it here
+    setter.close()
+    gs = virtual_lab.flux_source
+    assert gs is not None
+    history = list(gs.state.history)
+    fb = connect(virtual_lab, "fresh")
+    rec = FluxRecord(path, fb)
+    assert rec.attach() is None
+    with pytest.raises(LevelMismatch, match="no record of setting it.*labnr flux adopt"):
+        fb.current(0.0)
+    assert gs.state.history == history
+    assert rec.adopt() == pytest.approx(25e-6, abs=1e-8)
+    fb.current(10e-6)  # vouched for: a normal ramp
+    assert gs.state.level == pytest.approx(10e-6)
+    assert coil_steps(virtual_lab).max() <= STEP * (1 + 1e-9)
