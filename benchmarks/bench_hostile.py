@@ -165,8 +165,8 @@ def _run_all(cells: list[Cell], ctx: Context, jobs: int) -> int:
             print("\n".join(details(r)))
     print("pumps off: s after the abnormal exit; @re: s into the next start (after kill -9); "
           "flux: largest step seen/max_step; rc: exit codes (run, second or restart)")
-    print(f"\n{len(results)} cells, {len(results) - len(unsafe)} safe "
-          f"({time.monotonic() - t0:.0f} s)")  # fmt: skip
+    print(f"({time.monotonic() - t0:.0f} s)")
+    print(f"{len(results)} cells, {len(results) - len(unsafe)} safe")
     return 1 if unsafe else 0
 
 
