@@ -37,6 +37,7 @@ from labnr.drivers.pumps import build_pump
 from labnr.lock import ErrorSignal, LockController, LockSupervisor, SupervisorSettings
 from labnr.lock.lab import LabPlant
 from labnr.measure import map_pumps, sweep_flux, sweep_pump_amplitude
+from labnr.measure.plan import nominal_pump_frequency
 from labnr.session import LabSession, open_lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -385,10 +386,14 @@ class TestJPC:
         lab, cfg = jpc.virtual_lab, jpc.config
         rng = np.random.default_rng(seed)
         tones = list(cfg.pumps.tones)
-        start = {
-            t: {"amplitude": fraction * tone_limit(jpc, t), "phase": float(rng.uniform(-3, 3))}
+        modes = cfg.modes
+        start = {  # at the nominal frequency: earlier tests on this session leave tones anywhere
+            t: {"amplitude": fraction * tone_limit(jpc, t), "phase": float(rng.uniform(-3, 3)),
+                "frequency": nominal_pump_frequency(cfg.pumps.tones[t].kind,
+                                                    *(modes[m].frequency
+                                                      for m in cfg.pumps.tones[t].modes))}
             for t in tones
-        }
+        }  # fmt: skip
         jpc.pump.set_tones(start)
         jpc.pump.output(True)
         lab.clear_command_history()
