@@ -8,26 +8,19 @@ programs, or software steps) and the level resolution of its present range.
 
 A verified ramp never trusts a level it has not read back:
 
-1. **Verified start.** The level is read until two consecutive reads agree
-   within the resolution of the present current range (at most
-   :attr:`CurrentSource.max_level_reads` reads); if they never agree the
-   ramp is refused.
-2. **Record check.** The verified level is compared with the span of levels
-   labnr last left the output at (:attr:`CurrentSource.commanded`: the last
-   breakpoint reached, or the span of a segment that was interrupted; None
-   after connecting). If they are ``max_step`` apart (less two resolution
-   steps, the planner's margin) the ramp is refused: nothing is written, the
-   output is left as it is. Re-connecting adopts the level as read.
-3. **Plan from the verified level.** :func:`plan_ramp` starts at the
-   verified level; its first breakpoint is within ``max_step`` of it and of
-   the record (the first step is shortened by their distance), every step is
-   at most ``max_step``, every slope at most ``rate``; the planner checks its
-   own plan before returning it.
-4. **Verified segments.** The first breakpoint runs alone, then segments of
-   at most :attr:`CurrentSource.max_program_steps`; after each the level is
-   read back (verified again) and must match the planned breakpoint within
-   the resolution, or the ramp stops there: the output holds, nothing more is
-   written.
+1. **Verified start**: read until two consecutive reads agree within the
+   present range's resolution (at most :attr:`CurrentSource.max_level_reads`).
+2. **Record check**: refused (nothing written) if that level is ``max_step``
+   (less two resolution steps) from what labnr last left the output at
+   (:attr:`CurrentSource.commanded`, a span while a segment runs; a session
+   persists it across processes). With no record, a non-zero level is adopted
+   as read unless :attr:`CurrentSource.adopt_unknown_level` is False.
+3. **Plan from the verified level** (:func:`plan_ramp`): the first breakpoint
+   within ``max_step`` of it and of the record, every step at most
+   ``max_step``, every slope at most ``rate``; the plan checks itself.
+4. **Verified segments**: the first breakpoint alone, then segments of at most
+   :attr:`CurrentSource.max_program_steps`; after each the level must read the
+   planned breakpoint within the resolution, or the ramp stops there (held).
 
 Refusals raise :class:`LevelMismatch`, one line naming the instrument and the
 values; it is never retried as a transient fault (:mod:`labnr.drivers.resilience`).
@@ -334,13 +327,10 @@ class CurrentSource(ABC):
     #: Level reads allowed for two consecutive ones to agree.
     max_level_reads: ClassVar[int] = 5
     _commanded: tuple[float, float] | None = None
-    #: With no record of what labnr set (:attr:`commanded` None), whether a ramp may
-    #: start from a non-zero level as read. A session that keeps a record across
-    #: processes sets it False: no read-back can tell a constant lie from the truth,
-    #: so a level nobody vouched for is refused until adopted (``labnr flux adopt``).
+    #: No record (:attr:`commanded` None): may a ramp start from a non-zero level as
+    #: read? False refuses a level nobody vouched for (a read-back lie looks true).
     adopt_unknown_level: bool = True
-    #: Called with (low, high) A whenever :attr:`commanded` changes, before the
-    #: segment that makes it true runs (e.g. to persist it for the next process).
+    #: Called with (low, high) A when :attr:`commanded` changes, before it is made true.
     on_commanded: Callable[[float, float], None] | None = None
 
     @property
@@ -417,15 +407,10 @@ class CurrentSource(ABC):
         return self._commanded
 
     def expect_level(self, level: float, high: float | None = None) -> None:
-        """Record ``level`` A (or the span [level, high]) as what labnr last set.
-
-        E.g. as stored by an earlier process; nothing is sent.
-        """
+        """Record ``level`` A (or the span [level, high]) as what labnr last set (sends nothing)."""
         for value in (level, level if high is None else high):
             if not math.isfinite(value):
-                raise ValueError(
-                    f"{self.instrument.name}: expected level {value!r} A is not finite"
-                )
+                raise ValueError(f"{self.instrument.name}: expected level {value!r} A not finite")
         self._note_level(float(level), None if high is None else float(high))
 
     def _note_level(self, low: float, high: float | None = None) -> None:
@@ -476,11 +461,9 @@ class CurrentSource(ABC):
         res = self.resolution() if resolution is None else float(resolution)
         start = self.verified_level(res)
         if self._commanded is None and not self.adopt_unknown_level and abs(start) >= 2 * res:
-            raise LevelMismatch(
-                f"{where}: the output is on at {start:.9g} A as read, and labnr has no record "
-                "of setting it; ramp refused, nothing written: check the level on the "
-                "instrument, then adopt it (`labnr flux adopt CONFIG`)"
-            )
+            raise LevelMismatch(f"{where}: the output is on at {start:.9g} A as read, and labnr "
+                                "has no record of setting it; ramp refused, nothing written: "
+                                "check it on the instrument, then `labnr flux adopt CONFIG`")
         first = allowed_first_step(start, self._commanded, max_step, res, where=where)
         plan = plan_ramp(
             start,
