@@ -209,6 +209,22 @@ def _flux_setup(lab: ServedLab, config: Path) -> tuple[float, float]:
     return level, step
 
 
+def _adopt(cell: Cell, ctx: Context, lab: ServedLab, folder: Path, storage: Path) -> None:
+    """``labnr flux adopt`` on a clean copy of the config: labnr's record of the coil's level.
+
+    As after an earlier labnr run that left the flux there (the cell's own
+    config may be broken or its station swapped: the adoption uses neither).
+    """
+    config, _ = write_cell_files(lab, folder / "adopt")
+    cfg = yaml.safe_load(config.read_text())
+    cfg["storage"] = {"database": str(storage / "labnr.db"), "data_dir": str(storage / "data")}
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = _launch([sys.executable, "-m", "labnr", "flux", "adopt", str(config)], folder, "adopt")
+    _wait(proc, 60.0)
+    if proc.rc != 0:
+        cell.notes.append(f"flux adopt rc={proc.rc}")
+
+
 def _amps(value: Any) -> float:
     if value is None:
         return float("inf")
@@ -243,6 +259,7 @@ def _run(cell: Cell, ctx: Context, folder: Path, lab: ServedLab) -> Result:
     (folder / "user_script.py").write_text(USER_SCRIPT)
     station = yaml.safe_load((folder / "files" / "station.yaml").read_text())["instruments"]
     level, step = _flux_setup(lab, folder / "files" / "config.yaml")
+    _adopt(cell, ctx, lab, folder, storage)
     if cell.state and ctx.state_files:
         (storage / "data").mkdir(parents=True, exist_ok=True)
         for f in ctx.state_files:
@@ -334,6 +351,8 @@ def _measure(res: Result, cell: Cell, ctx: Context, lab: ServedLab, folder: Path
     res.duration = (first.end or first.start) - first.start
     res.last_line = next((ln for t in reversed(texts) for ln in reversed(t.splitlines())
                           if ln.strip() and not ln.startswith("INFO")), "")[:100]  # fmt: skip
+    if cell.stop is not None and first.stop_time is None:
+        res.extra_fail.append(f"not attacked: the run ended (rc {first.rc}) before the {cell.stop}")
     if any(p.hung for p in procs):
         res.extra_fail.append(f"hung>{EXIT_WITHIN:.0f}s")
     power = probe.max_power_written(events)
