@@ -104,7 +104,8 @@ def after_checks(res: Result, cell: Cell, ctx: Context, lab: ServedLab, folder: 
         held.close()
     first = procs[0]
     if "no_hardware" in cell.extra:
-        touched = [n for n, p in lab.proxies.items() if p.events()]
+        touched = [n for n, p in lab.proxies.items()
+                   if any(e.time >= first.start for e in p.events())]  # not the set-up's
         if touched:
             res.extra_fail.append(f"connected to {','.join(touched)} before refusing")
         if first.rc == 0:
