@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ def prepare(cell: Cell, ctx: Context, lab: ServedLab, folder: Path, config: Path
         station.write_text(yaml.safe_dump(entries, sort_keys=False))
     elif setup == "data_dir_file":
         storage.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(data, ignore_errors=True)  # (the flux adoption may have made it)
         data.write_text("a file where the data folder should be\n")
     elif setup == "db_locked":
         from hostile.run import locked_db
