@@ -180,7 +180,8 @@ def points_lost(db: DbContents, traces: Sequence[float], points: Sequence[float]
     delivered while a run was open (from its start to its completion, or to the
     kill -9 of its process, ``kills``) are that run's points: all must be
     stored but those of the one point in flight when a process was stopped
-    (``stops``, signals and kills) inside the run. Traces outside every run (a check's sweep that
+    (``stops``, signals and kills) before the run closed (a kill before the
+    run opened does not count: that process is dead). Traces outside every run (a check's sweep that
     is not kept) are only counted. Point reads after the lock log's first row
     belong to the lock: each must be covered by a later lock row unless it came
     within ``lock_grace`` s of ``end``. Point reads outside a lock (a
@@ -192,7 +193,8 @@ def points_lost(db: DbContents, traces: Sequence[float], points: Sequence[float]
     ds_lost = in_runs = 0
     for start, finish, stored, per_point in db.windows:
         close = finish if finish is not None else float("inf")  # a re-run may complete it
-        cut = any(start <= t <= close for t in stops_wall)
+        # a signal before the run started may be acted on inside it; a kill before it cannot
+        cut = any(t <= close and not (t < start and t in kills_wall) for t in stops_wall)
         close = next((t for t in kills_wall if start <= t <= close), close)
         delivered = sum(1 for t in wall if start <= t <= close)
         in_runs += delivered
