@@ -225,6 +225,29 @@ def _adopt(cell: Cell, ctx: Context, lab: ServedLab, folder: Path, storage: Path
         cell.notes.append(f"flux adopt rc={proc.rc}")
 
 
+def _stored_flux(state_files: list[Path], default: float) -> float:
+    """The flux-bias current the reference calibration calibrated (its sweet spot), A."""
+    for f in state_files:
+        data = yaml.safe_load(f.read_text()) or {}
+        found = _find_key(data, "offset_current")
+        if found is not None:
+            return round(float(found), 8)  # on the GS200's 10 nA grid
+    return default
+
+
+def _find_key(data: Any, key: str) -> Any:
+    if isinstance(data, dict):
+        if key in data:
+            return data[key]
+        data = list(data.values())
+    if isinstance(data, list):
+        for v in data:
+            found = _find_key(v, key)
+            if found is not None:
+                return found
+    return None
+
+
 def _amps(value: Any) -> float:
     if value is None:
         return float("inf")
@@ -259,6 +282,9 @@ def _run(cell: Cell, ctx: Context, folder: Path, lab: ServedLab) -> Result:
     (folder / "user_script.py").write_text(USER_SCRIPT)
     station = yaml.safe_load((folder / "files" / "station.yaml").read_text())["instruments"]
     level, step = _flux_setup(lab, folder / "files" / "config.yaml")
+    if cell.state and ctx.state_files:  # a previous calibration left the coil at its sweet spot
+        level = _stored_flux(ctx.state_files, level)
+        probe.prepare_flux(lab.ports["flux"], level)
     _adopt(cell, ctx, lab, folder, storage)
     if cell.state and ctx.state_files:
         (storage / "data").mkdir(parents=True, exist_ok=True)
