@@ -25,9 +25,11 @@ where: what; fix: how``, raised in milliseconds whatever the file holds.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 __all__ = [
@@ -120,8 +122,33 @@ def _read_text(path: Path, what: str) -> str:
                           f"save the {what} as UTF-8 YAML") from None  # fmt: skip
 
 
+#: Quoted strings and comments: their brackets do not nest.
+_NOT_FLOW = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"\\]|\\.)*\"|#[^\n]*")
+
+
+def _check_flow_depth(text: str, what: str) -> None:
+    """Refuse deep ``[``/``{`` nesting from the text alone, before any parser sees it.
+
+    Some libyaml builds take time quadratic in the flow nesting depth, so the
+    event stream below is not a bound for it.
+    """
+    table = np.zeros(256, dtype=np.int32)
+    table[[ord("["), ord("{")]], table[[ord("]"), ord("}")]] = 1, -1
+    raw, depth, deepest, chunk = _NOT_FLOW.sub("", text).encode("utf-8", "replace"), 0, 0, 1 << 14
+    for start in range(0, len(raw), chunk):  # in chunks: bounded memory
+        run = depth + np.cumsum(table[np.frombuffer(raw, np.uint8, min(chunk, len(raw) - start),
+                                                    start)])  # fmt: skip
+        depth, deepest = int(run[-1]), max(deepest, int(run.max()))
+    if deepest > MAX_DEPTH:
+        raise YAMLProblem(
+            "(file)", f"the {what} nests lists and mappings deeper than {MAX_DEPTH} levels",
+            "flatten the structure (a config nests 4 levels)",
+        )  # fmt: skip
+
+
 def _check_events(text: str, what: str) -> None:
     """Stream the parser's events; refuse at the first one beyond a bound."""
+    _check_flow_depth(text, what)
     nodes = aliases = depth = 0
     for event in yaml.parse(text, Loader=_SAFE_LOADER):
         if isinstance(event, yaml.AliasEvent):
