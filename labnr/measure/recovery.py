@@ -110,12 +110,14 @@ def _holder(meta: dict[str, Any]) -> Any:
         return None
 
 
-def _verdict(meta: dict[str, Any]) -> tuple[bool, str]:
+def _verdict(meta: dict[str, Any], results: int = -1) -> tuple[bool, str]:
     """(whether the unfinished run was killed, why / why not)."""
     record = _holder(meta)
     if record is None:
         if any(str(k).startswith("labnr_") for k in meta):
             return True, "written by a labnr that recorded no holder"
+        if not meta and results == 0:  # created, then killed before its first metadata
+            return True, "empty and unstamped in labnr's locked database (killed at creation)"
         return False, "not a labnr run (no labnr metadata); left alone"
     alive = holder_alive(record)
     if alive is None:
@@ -179,7 +181,8 @@ def recover(
         unfinished, pending = _candidates(conn)
         for run_id in unfinished:
             try:
-                killed, why = _verdict(load_by_id(run_id, conn=conn).metadata)
+                ds = load_by_id(run_id, conn=conn)
+                killed, why = _verdict(ds.metadata, ds.number_of_results)
                 if not killed:
                     report.left.append(f"run {run_id}: unfinished, {why}")
                     continue
