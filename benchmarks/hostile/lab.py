@@ -11,8 +11,6 @@ them swapped.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 import signal
 import subprocess
@@ -22,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from qcodes.instrument import VisaInstrument
 
+from labnr.session_build import _loopback_init  # the session's own rule for loopback sockets
 from labnr.sim.faults import parse_address
 from labnr.sim.proxy import TamperProxy
 
@@ -111,17 +109,6 @@ class ServedLab:
     def pump_ports(self) -> dict[str, int]:
         """Direct (unproxied) ports of the pump sources."""
         return {n: p for n, p in self.ports.items() if n.startswith("pump")}
-
-
-def _loopback_init(dotted: str) -> dict[str, Any]:
-    """pyvisa-py for the loopback sockets; no VISA device clear (as labnr.session does)."""
-    module, _, name = dotted.rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    if isinstance(cls, type) and issubclass(cls, VisaInstrument):
-        return {"visalib": "@py", "device_clear": False}
-    if "visalib" in inspect.signature(cls).parameters:
-        return {"visalib": "@py"}
-    return {}
 
 
 def _merge(base: dict[str, Any], edit: dict[str, Any]) -> None:
